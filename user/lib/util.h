@@ -1,0 +1,37 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Small helpers shared by librund and rund-helper. */
+#ifndef RUND_UTIL_H
+#define RUND_UTIL_H
+
+#include <stdlib.h>
+#include <unistd.h>
+
+#ifndef TEMP_FAILURE_RETRY
+#define TEMP_FAILURE_RETRY(expr)                                   \
+	({                                                         \
+		long __r;                                          \
+		do                                                 \
+			__r = (long)(expr);                        \
+		while (__r == -1L && errno == EINTR);              \
+		__r;                                               \
+	})
+#endif
+
+static inline void rund_freep(void *p)
+{
+	free(*(void **)p);
+}
+
+static inline void rund_closep(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+}
+
+/* Free or close when the variable leaves scope; descriptors start at -1. */
+#define _cleanup_free_ __attribute__((cleanup(rund_freep)))
+#define _cleanup_close_ __attribute__((cleanup(rund_closep)))
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+#endif /* RUND_UTIL_H */
