@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "layer.h"
-#include "rund_layer.h"
+#include "rund.h"
 #include "util.h"
 
 #ifndef XFS_SUPER_MAGIC
