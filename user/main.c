@@ -8,6 +8,7 @@
 
 /* Each verb adds its line here when its file lands. */
 static const struct rund_verb verbs[] = {
+	{ "layer", cmd_layer, "create, check and list writable-layer images" },
 };
 
 static void usage(FILE *out)
