@@ -35,6 +35,7 @@
 #define RUND_CPU_QUOTA_MIN_US	1000
 #define RUND_CPU_QUOTA_MAX_US	(1000000ULL * 1000)	/* 1000 CPUs at the max period */
 #define RUND_MEMORY_MIN_BYTES	(1ULL << 20)
+#define RUND_MEMORY_MAX_BYTES	(1ULL << 52)	/* 4 PiB */
 #define RUND_PIDS_MIN		1
 #define RUND_PIDS_MAX		4194304	/* PID_MAX_LIMIT on 64-bit */
 /* Latency histograms: bucket i counts operations that took [2^i, 2^(i+1)) ns, and the last bucket has no upper bound. */
