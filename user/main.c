@@ -9,6 +9,8 @@
 /* Each verb adds its line here when its file lands. */
 static const struct rund_verb verbs[] = {
 	{ "layer", cmd_layer, "create, check and list writable-layer images" },
+	{ "run", cmd_run, "run a command in a new microVM sandbox" },
+	{ "pool", cmd_pool, "drive the node's cgroup pool (init, acquire, release, list, stats)" },
 };
 
 static void usage(FILE *out)
