@@ -1,0 +1,947 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * rund-helper run: start a microVM from an image, run one command in it and
+ * exit with the command's status.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "error.h"
+#include "layer.h"
+#include "qmp.h"
+#include "util.h"
+#include "verbs.h"
+#include "vm.h"
+
+#define RUN_DEFAULT_IMAGE "/var/lib/rund/images/debian.erofs"
+#define CONSOLE_TAIL 4096	/* bytes of guest console kept for errors */
+#define QEMU_STDERR_MAX 4096
+#define REBOOT_WAIT_MS 5000	/* QEMU exit after the guest's reboot() */
+
+struct run_opts {
+	const char *image;
+	const char *layer;
+	const char *kernel;
+	const char *initrd;
+	unsigned int memory_mib;
+	unsigned int vcpus;
+	unsigned int timeout_s;
+	bool timings;
+	bool json;
+	int json_fd;
+	bool allow_copy;
+	char **env;
+	int nenv;
+	const char *workdir;
+	char **argv;
+};
+
+enum phase {
+	PHASE_LAUNCH,
+	PHASE_LAYER,
+	PHASE_SPAWN,
+	PHASE_READY,
+	PHASE_STARTED,
+	PHASE_EXITED,
+	PHASE_TEARDOWN,
+	PHASE_COUNT,
+};
+
+static const char *const phase_names[PHASE_COUNT] = {
+	[PHASE_LAYER] = "layer",
+	[PHASE_SPAWN] = "spawn",
+	[PHASE_READY] = "agent_ready",
+	[PHASE_STARTED] = "function_start",
+	[PHASE_EXITED] = "function_end",
+	[PHASE_TEARDOWN] = "teardown",
+};
+
+/* Byte ring holding the newest bytes written to it. */
+struct tail {
+	char buf[CONSOLE_TAIL];
+	size_t pos, len;
+};
+
+struct run {
+	struct run_opts *o;
+	char id[17];
+	struct rund_vm vm;
+	int image_fd, layer_fd;
+	int agent_fd, qmp_fd, console_fd, qemu_err_fd, sig_fd;
+	enum rund_layer_source layer_source;
+	bool have_layer_source;
+	struct rund_agent_reader *reader;
+	uint8_t *txbuf;			/* one pending frame to the agent */
+	uint32_t tx_len, tx_off;
+	bool stdin_open, stdin_eof_sent, stdout_broken;
+	bool ready, started, exited;
+	bool kvm_failed;		/* QEMU failed under KVM before READY */
+	pid_t qemu_pid;
+	uint32_t guest_pid;
+	struct tail console;
+	char qemu_err[QEMU_STDERR_MAX];
+	size_t qemu_err_len;
+	struct timespec t[PHASE_COUNT];
+	bool t_set[PHASE_COUNT];
+	/* Outcome. */
+	int status;
+	const char *failed_by;		/* "function", "rund", "command" */
+	char reason[RUND_ERROR_MSG_MAX + CONSOLE_TAIL];
+};
+
+static void mark(struct run *r, enum phase p)
+{
+	clock_gettime(CLOCK_MONOTONIC, &r->t[p]);
+	r->t_set[p] = true;
+}
+
+static double ms_between(const struct timespec *a, const struct timespec *b)
+{
+	return (b->tv_sec - a->tv_sec) * 1e3 + (b->tv_nsec - a->tv_nsec) / 1e6;
+}
+
+static void tail_add(struct tail *t, const char *data, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++) {
+		t->buf[t->pos] = data[i];
+		t->pos = (t->pos + 1) % sizeof(t->buf);
+		if (t->len < sizeof(t->buf))
+			t->len++;
+	}
+}
+
+/* Copy the ring's last lines, printable ASCII and newlines only. */
+static void tail_copy(const struct tail *t, char *out, size_t size, int max_lines)
+{
+	size_t start = (t->pos + sizeof(t->buf) - t->len) % sizeof(t->buf);
+	size_t i, n = 0, from = 0;
+	int lines = 0;
+
+	for (i = 0; i < t->len && n + 1 < size; i++) {
+		char c = t->buf[(start + i) % sizeof(t->buf)];
+
+		if (c == '\r')
+			continue;
+		out[n++] = c == '\n' || (c >= 0x20 && c < 0x7f) ? c : '?';
+	}
+	out[n] = '\0';
+	while (n > 0 && out[n - 1] == '\n')
+		out[--n] = '\0';
+	for (i = n; i > 0; i--)
+		if (out[i - 1] == '\n' && ++lines == max_lines) {
+			from = i;
+			break;
+		}
+	memmove(out, out + from, n - from + 1);
+}
+
+static int fail_run(struct run *r, int status, const char *who, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static int fail_run(struct run *r, int status, const char *who, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (r->failed_by)
+		return r->status;	/* keep the first failure */
+	r->status = status;
+	r->failed_by = who;
+	va_start(ap, fmt);
+	vsnprintf(r->reason, sizeof(r->reason), fmt, ap);
+	va_end(ap);
+	return status;
+}
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: rund-helper run [OPTIONS] -- CMD [ARGS...]\n"
+		"\n"
+		"Start a microVM from an image, run CMD in it and exit with its status.\n"
+		"\n"
+		"  --image PATH     read-only EROFS image (default %s)\n"
+		"  --layer PATH     writable-layer image to clone (default %s)\n"
+		"  --memory MIB     guest memory in MiB (default 128, 32-65536)\n"
+		"  --vcpus N        guest vCPUs (default 1, 1-64)\n"
+		"  --timeout S      end the sandbox S seconds after launch (default 60, 1-86400)\n"
+		"  --env NAME=VALUE add a variable to CMD's environment (repeatable)\n"
+		"  --workdir DIR    CMD's working directory in the sandbox (default /)\n"
+		"  --allow-copy     copy the layer image when its filesystem has no reflink\n"
+		"  --kernel PATH    guest kernel (default $RUND_KERNEL or %s)\n"
+		"  --initrd PATH    agent initramfs (default $RUND_INITRD or %s)\n"
+		"  --timings        print per-phase durations to stderr\n"
+		"  --json           print one JSON result object to stderr at the end\n"
+		"  --json-fd FD     print the JSON result object to descriptor FD instead\n"
+		"\n"
+		"Exit status: CMD's status; 128+N when CMD died of signal N; 125 when rund\n"
+		"failed, 126 when CMD cannot be invoked, 127 when CMD is not found.\n",
+		RUN_DEFAULT_IMAGE, RUND_LAYER_DEFAULT_IMAGE, RUND_DEFAULT_KERNEL,
+		RUND_DEFAULT_INITRD);
+}
+
+static int parse_uint(const char *opt, const char *s, long min, long max, unsigned int *out)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || end == s || *end || v < min || v > max) {
+		fprintf(stderr, "rund-helper run: invalid %s value '%s': expected an integer from %ld to %ld\n",
+			opt, s, min, max);
+		return -1;
+	}
+	*out = (unsigned int)v;
+	return 0;
+}
+
+enum {
+	OPT_IMAGE = 256, OPT_LAYER, OPT_MEMORY, OPT_VCPUS, OPT_TIMEOUT, OPT_TIMINGS,
+	OPT_JSON, OPT_JSON_FD, OPT_ALLOW_COPY, OPT_ENV, OPT_WORKDIR, OPT_KERNEL, OPT_INITRD,
+};
+
+static int parse_args(int argc, char **argv, struct run_opts *o)
+{
+	static const struct option longopts[] = {
+		{ "image", required_argument, NULL, OPT_IMAGE },
+		{ "layer", required_argument, NULL, OPT_LAYER },
+		{ "memory", required_argument, NULL, OPT_MEMORY },
+		{ "vcpus", required_argument, NULL, OPT_VCPUS },
+		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
+		{ "timings", no_argument, NULL, OPT_TIMINGS },
+		{ "json", no_argument, NULL, OPT_JSON },
+		{ "json-fd", required_argument, NULL, OPT_JSON_FD },
+		{ "allow-copy", no_argument, NULL, OPT_ALLOW_COPY },
+		{ "env", required_argument, NULL, OPT_ENV },
+		{ "workdir", required_argument, NULL, OPT_WORKDIR },
+		{ "kernel", required_argument, NULL, OPT_KERNEL },
+		{ "initrd", required_argument, NULL, OPT_INITRD },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	unsigned int fd;
+	int c;
+
+	o->image = RUN_DEFAULT_IMAGE;
+	o->layer = RUND_LAYER_DEFAULT_IMAGE;
+	o->kernel = getenv("RUND_KERNEL") ? getenv("RUND_KERNEL") : RUND_DEFAULT_KERNEL;
+	o->initrd = getenv("RUND_INITRD") ? getenv("RUND_INITRD") : RUND_DEFAULT_INITRD;
+	o->memory_mib = 128;
+	o->vcpus = 1;
+	o->timeout_s = 60;
+	o->json_fd = STDERR_FILENO;
+	o->env = calloc((size_t)argc + 1, sizeof(char *));
+	if (!o->env)
+		return -1;
+
+	/* "+": stop at the first non-option, CMD's own options are not ours. */
+	while ((c = getopt_long(argc, argv, "+h", longopts, NULL)) != -1) {
+		switch (c) {
+		case OPT_IMAGE: o->image = optarg; break;
+		case OPT_LAYER: o->layer = optarg; break;
+		case OPT_KERNEL: o->kernel = optarg; break;
+		case OPT_INITRD: o->initrd = optarg; break;
+		case OPT_WORKDIR:
+			if (optarg[0] != '/') {
+				fprintf(stderr, "rund-helper run: invalid --workdir '%s': expected an absolute path\n",
+					optarg);
+				return -1;
+			}
+			o->workdir = optarg;
+			break;
+		case OPT_MEMORY:
+			if (parse_uint("--memory", optarg, 32, 65536, &o->memory_mib))
+				return -1;
+			break;
+		case OPT_VCPUS:
+			if (parse_uint("--vcpus", optarg, 1, 64, &o->vcpus))
+				return -1;
+			break;
+		case OPT_TIMEOUT:
+			if (parse_uint("--timeout", optarg, 1, 86400, &o->timeout_s))
+				return -1;
+			break;
+		case OPT_JSON_FD:
+			if (parse_uint("--json-fd", optarg, 0, INT_MAX, &fd))
+				return -1;
+			if (fcntl((int)fd, F_GETFD) < 0) {
+				fprintf(stderr, "rund-helper run: invalid --json-fd '%s': descriptor is not open\n",
+					optarg);
+				return -1;
+			}
+			o->json = true;
+			o->json_fd = (int)fd;
+			break;
+		case OPT_ENV:
+			if (!strchr(optarg, '=') || optarg[0] == '=') {
+				fprintf(stderr, "rund-helper run: invalid --env '%s': expected NAME=VALUE\n",
+					optarg);
+				return -1;
+			}
+			o->env[o->nenv++] = optarg;
+			break;
+		case OPT_TIMINGS: o->timings = true; break;
+		case OPT_JSON: o->json = true; break;
+		case OPT_ALLOW_COPY: o->allow_copy = true; break;
+		case 'h':
+			usage(stdout);
+			exit(0);
+		default:
+			fprintf(stderr, "rund-helper run: see 'rund-helper run --help'\n");
+			return -1;
+		}
+	}
+	if (optind >= argc) {
+		fprintf(stderr, "rund-helper run: no command given; usage: rund-helper run [OPTIONS] -- CMD [ARGS...]\n");
+		return -1;
+	}
+	o->argv = argv + optind;
+	return 0;
+}
+
+static int open_image(const char *what, const char *path, int flags, struct rund_error *err)
+{
+	struct stat st;
+	int fd;
+
+	fd = open(path, flags | O_CLOEXEC);
+	if (fd < 0)
+		return rund_error_set(err, errno, "failed to open %s %s", what, path);
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return rund_error_setx(err, EINVAL, "%s %s is not a regular file", what, path);
+	}
+	return fd;
+}
+
+/* Queue one frame to the agent; the caller ensures the queue is empty. */
+static void queue_frame(struct run *r, uint32_t len)
+{
+	r->tx_len = len;
+	r->tx_off = 0;
+}
+
+static int flush_tx(struct run *r)
+{
+	while (r->tx_off < r->tx_len) {
+		ssize_t n = send(r->agent_fd, r->txbuf + r->tx_off, r->tx_len - r->tx_off,
+				 MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN)
+				return 0;
+			return -errno;
+		}
+		r->tx_off += (uint32_t)n;
+	}
+	r->tx_len = r->tx_off = 0;
+	return 0;
+}
+
+static int write_out(int fd, const uint8_t *data, size_t len)
+{
+	while (len) {
+		ssize_t n = write(fd, data, len);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN) {
+				struct pollfd p = { .fd = fd, .events = POLLOUT };
+
+				poll(&p, 1, -1);
+				continue;
+			}
+			return -errno;
+		}
+		data += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* Map an agent ERROR to the helper's exit status. */
+static int error_status(const struct rund_agent_message *m)
+{
+	if (m->error.stage == RUND_AGENT_STAGE_EXEC)
+		return m->error.errnum == ENOENT ? RUND_EXIT_NOT_FOUND : RUND_EXIT_CANNOT_INVOKE;
+	return RUND_EXIT_FAILED;
+}
+
+static int handle_message(struct run *r, const struct rund_agent_message *m)
+{
+	struct rund_error err = { 0 };
+	int len;
+
+	switch (m->type) {
+	case RUND_AGENT_MSG_READY:
+		if (r->ready)
+			return fail_run(r, RUND_EXIT_FAILED, "rund",
+					"protocol error: guest sent READY twice");
+		r->ready = true;
+		mark(r, PHASE_READY);
+		len = rund_agent_encode_run(r->txbuf, r->o->argv, r->o->env, r->o->workdir, &err);
+		if (len < 0)
+			return fail_run(r, RUND_EXIT_FAILED, "rund", "%s", err.msg);
+		queue_frame(r, (uint32_t)len);
+		r->stdin_open = true;
+		return 0;
+	case RUND_AGENT_MSG_STARTED:
+		if (!r->ready || r->started)
+			break;
+		r->started = true;
+		r->guest_pid = m->started.pid;
+		mark(r, PHASE_STARTED);
+		return 0;
+	case RUND_AGENT_MSG_STDOUT:
+	case RUND_AGENT_MSG_STDERR:
+		if (!r->started || r->exited)
+			break;
+		if (m->type == RUND_AGENT_MSG_STDERR) {
+			write_out(STDERR_FILENO, m->output.data, m->output.len);
+		} else if (!r->stdout_broken &&
+			   write_out(STDOUT_FILENO, m->output.data, m->output.len) == -EPIPE) {
+			/* Nobody reads our stdout any more: drop the rest. */
+			r->stdout_broken = true;
+		}
+		return 0;
+	case RUND_AGENT_MSG_EXIT:
+		if (!r->started || r->exited)
+			break;
+		r->exited = true;
+		mark(r, PHASE_EXITED);
+		r->status = m->exit.signaled ? 128 + (int)m->exit.code : (int)m->exit.code;
+		r->failed_by = NULL;
+		return 0;
+	case RUND_AGENT_MSG_ERROR:
+		if (m->error.stage == RUND_AGENT_STAGE_EXEC || m->error.stage == RUND_AGENT_STAGE_CWD)
+			return fail_run(r, error_status(m), "command", "%s", m->error.message);
+		return fail_run(r, RUND_EXIT_FAILED, "rund", "guest agent failed at stage %s: %s",
+				rund_agent_stage_name(m->error.stage), m->error.message);
+	}
+	return fail_run(r, RUND_EXIT_FAILED, "rund", "protocol error: guest sent %s out of order",
+			rund_agent_msg_name(m->type));
+}
+
+/* Returns 1 when the run is over (EXIT or a failure), 0 to go on. */
+static int read_agent(struct run *r)
+{
+	struct rund_agent_frame f;
+	struct rund_agent_message m;
+	struct rund_error err = { 0 };
+	int ret;
+
+	for (;;) {
+		ret = rund_agent_read(r->reader, r->agent_fd, &f, &err);
+		if (ret == 0)
+			return 0;
+		if (ret == -EPIPE) {
+			/* Let QEMU's exit status and the console speak. */
+			close(r->agent_fd);
+			r->agent_fd = -1;
+			return 0;
+		}
+		if (ret < 0) {
+			fail_run(r, RUND_EXIT_FAILED, "rund", "protocol error: %s", err.msg);
+			return 1;
+		}
+		if (rund_agent_parse(&f, &m, &err)) {
+			fail_run(r, RUND_EXIT_FAILED, "rund", "protocol error: %s", err.msg);
+			return 1;
+		}
+		handle_message(r, &m);
+		if (r->exited || r->failed_by)
+			return 1;
+	}
+}
+
+static void read_stdin(struct run *r)
+{
+	static uint8_t buf[RUND_AGENT_MAX_PAYLOAD];
+	ssize_t n;
+
+	n = read(STDIN_FILENO, buf, sizeof(buf));
+	if (n < 0 && (errno == EINTR || errno == EAGAIN))
+		return;
+	if (n <= 0) {
+		/* EOF, or a stdin that cannot be read: the function sees EOF. */
+		queue_frame(r, rund_agent_encode_data(r->txbuf, RUND_AGENT_MSG_STDIN_EOF, NULL, 0));
+		r->stdin_open = false;
+		r->stdin_eof_sent = true;
+		return;
+	}
+	queue_frame(r, rund_agent_encode_data(r->txbuf, RUND_AGENT_MSG_STDIN, buf, (uint32_t)n));
+}
+
+static void drain_fd(int *fd, struct run *r, bool console)
+{
+	char buf[4096];
+	ssize_t n;
+
+	while (*fd >= 0) {
+		n = read(*fd, buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return;
+		if (n <= 0) {
+			close(*fd);
+			*fd = -1;
+			return;
+		}
+		if (console) {
+			tail_add(&r->console, buf, (size_t)n);
+		} else {
+			size_t room = sizeof(r->qemu_err) - 1 - r->qemu_err_len;
+			size_t take = (size_t)n < room ? (size_t)n : room;
+
+			memcpy(r->qemu_err + r->qemu_err_len, buf, take);
+			r->qemu_err_len += take;
+			r->qemu_err[r->qemu_err_len] = '\0';
+		}
+	}
+}
+
+static bool qemu_exited(const struct run *r)
+{
+	struct pollfd p = { .fd = r->vm.pidfd, .events = POLLIN };
+
+	return poll(&p, 1, 0) == 1;
+}
+
+static long long deadline_left_ms(const struct run *r, const struct timespec *deadline)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (long long)ms_between(&now, deadline);
+}
+
+/*
+ * Under KVM a guest that fails before READY with QEMU reporting a KVM
+ * error means /dev/kvm passed the probes but cannot run this guest.
+ */
+static bool kvm_broken(struct run *r)
+{
+	if (r->vm.accel != RUND_ACCEL_KVM || r->ready)
+		return false;
+	if (!strstr(r->qemu_err, "KVM internal error") && !strstr(r->qemu_err, "kvm run failed") &&
+	    !(r->vm.pidfd >= 0 && qemu_exited(r)))
+		return false;
+	r->kvm_failed = true;
+	return true;
+}
+
+/* The event loop: agent frames, stdin, console, QEMU's stderr and exit, signals. */
+static void event_loop(struct run *r)
+{
+	struct timespec deadline = r->t[PHASE_LAUNCH];
+	bool qemu_gone = false;
+
+	deadline.tv_sec += r->o->timeout_s;
+
+	for (;;) {
+		struct pollfd p[7];
+		int n = 0, i_agent = -1, i_stdin = -1, i_con = -1, i_err = -1, i_pid, i_sig;
+		long long left;
+
+		if (r->failed_by || r->exited)
+			return;
+
+		i_sig = n;
+		p[n++] = (struct pollfd){ .fd = r->sig_fd, .events = POLLIN };
+		i_pid = n;
+		p[n++] = (struct pollfd){ .fd = r->vm.pidfd, .events = POLLIN };
+		if (r->agent_fd >= 0) {
+			i_agent = n;
+			p[n++] = (struct pollfd){ .fd = r->agent_fd,
+						  .events = POLLIN | (r->tx_len ? POLLOUT : 0) };
+		}
+		if (r->stdin_open && !r->tx_len && r->agent_fd >= 0) {
+			i_stdin = n;
+			p[n++] = (struct pollfd){ .fd = STDIN_FILENO, .events = POLLIN };
+		}
+		if (r->console_fd >= 0) {
+			i_con = n;
+			p[n++] = (struct pollfd){ .fd = r->console_fd, .events = POLLIN };
+		}
+		if (r->qemu_err_fd >= 0) {
+			i_err = n;
+			p[n++] = (struct pollfd){ .fd = r->qemu_err_fd, .events = POLLIN };
+		}
+
+		left = deadline_left_ms(r, &deadline);
+		if (left <= 0) {
+			fail_run(r, RUND_EXIT_FAILED, "rund",
+				 "timed out after %u s %s; the sandbox was killed (raise --timeout if the function needs longer)",
+				 r->o->timeout_s,
+				 !r->ready ? "before the guest agent became ready" :
+				 !r->started ? "before the function started" : "while the function ran");
+			return;
+		}
+		if (poll(p, n, left > INT_MAX ? INT_MAX : (int)left) < 0) {
+			if (errno == EINTR)
+				continue;
+			fail_run(r, RUND_EXIT_FAILED, "rund", "poll failed: %s", strerror(errno));
+			return;
+		}
+
+		if (p[i_sig].revents) {
+			struct signalfd_siginfo si;
+
+			if (read(r->sig_fd, &si, sizeof(si)) == sizeof(si)) {
+				fail_run(r, 128 + (int)si.ssi_signo, "rund",
+					 "interrupted by signal %s; the sandbox was killed",
+					 strsignal((int)si.ssi_signo));
+				return;
+			}
+		}
+		if (i_con >= 0 && p[i_con].revents)
+			drain_fd(&r->console_fd, r, true);
+		if (i_err >= 0 && p[i_err].revents) {
+			drain_fd(&r->qemu_err_fd, r, false);
+			if (kvm_broken(r))
+				return;
+		}
+		if (i_agent >= 0 && p[i_agent].revents & POLLOUT) {
+			int ret = flush_tx(r);
+
+			if (ret && ret != -EPIPE) {
+				fail_run(r, RUND_EXIT_FAILED, "rund", "failed to write to the agent channel: %s",
+					 strerror(-ret));
+				return;
+			}
+		}
+		if (i_agent >= 0 && p[i_agent].revents & (POLLIN | POLLHUP | POLLERR))
+			if (read_agent(r))
+				return;
+		if (i_stdin >= 0 && p[i_stdin].revents && !r->tx_len)
+			read_stdin(r);
+		if (r->tx_len && r->agent_fd >= 0 && flush_tx(r) == -EPIPE)
+			r->tx_len = 0;
+
+		if (p[i_pid].revents && !qemu_gone) {
+			qemu_gone = true;
+			/* Take what QEMU left in the channel and the console. */
+			if (r->agent_fd >= 0 && read_agent(r))
+				return;
+			drain_fd(&r->console_fd, r, true);
+			drain_fd(&r->qemu_err_fd, r, false);
+			kvm_broken(r);
+			return;		/* the caller reports the exit without EXIT */
+		}
+	}
+}
+
+static void print_timings(const struct run *r)
+{
+	enum phase p, prev = PHASE_LAUNCH;
+
+	fprintf(stderr, "rund-helper run: timings (ms):");
+	for (p = PHASE_LAYER; p < PHASE_COUNT; p++) {
+		if (!r->t_set[p])
+			continue;
+		fprintf(stderr, " %s %.1f", phase_names[p], ms_between(&r->t[prev], &r->t[p]));
+		prev = p;
+	}
+	fprintf(stderr, " total %.1f\n", ms_between(&r->t[PHASE_LAUNCH], &r->t[prev]));
+}
+
+static void print_json(const struct run *r)
+{
+	json_object *o = json_object_new_object(), *t = json_object_new_object();
+	enum phase p, prev = PHASE_LAUNCH;
+	const char *s;
+
+	json_object_object_add(o, "status", json_object_new_int(r->status));
+	json_object_object_add(o, "failed_by",
+			       r->failed_by ? json_object_new_string(r->failed_by) : NULL);
+	json_object_object_add(o, "error",
+			       r->failed_by ? json_object_new_string(r->reason) : NULL);
+	json_object_object_add(o, "sandbox_id", json_object_new_string(r->id));
+	json_object_object_add(o, "accelerator", json_object_new_string(rund_accel_name(r->vm.accel)));
+	if (r->vm.accel_reason)
+		json_object_object_add(o, "accelerator_reason",
+				       json_object_new_string(r->vm.accel_reason));
+	json_object_object_add(o, "qemu_pid", json_object_new_int(r->qemu_pid));
+	json_object_object_add(o, "layer_source",
+			       r->have_layer_source ?
+			       json_object_new_string(rund_layer_source_name(r->layer_source)) : NULL);
+	for (p = PHASE_LAYER; p < PHASE_COUNT; p++) {
+		if (!r->t_set[p])
+			continue;
+		json_object_object_add(t, phase_names[p],
+				       json_object_new_double(ms_between(&r->t[prev], &r->t[p])));
+		prev = p;
+	}
+	json_object_object_add(t, "total",
+			       json_object_new_double(ms_between(&r->t[PHASE_LAUNCH], &r->t[prev])));
+	json_object_object_add(o, "timings_ms", t);
+	s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+	dprintf(r->o->json_fd, "%s\n", s);
+	json_object_put(o);
+}
+
+/* Ask QEMU to quit over QMP, then kill it when it does not go quickly. */
+static void stop_qemu(struct run *r)
+{
+	struct rund_error err = { 0 };
+	struct rund_qmp q;
+
+	if (r->vm.pid <= 0)
+		return;
+	if (r->qmp_fd >= 0) {
+		if (!rund_qmp_open(&q, r->qmp_fd, 300, &err))
+			rund_qmp_execute(&q, "quit", NULL, NULL, 0, 300, NULL, &err);
+		r->qmp_fd = -1;	/* owned and closed by q now */
+		rund_qmp_close(&q);
+	}
+	rund_vm_reap(&r->vm, 500);
+}
+
+static void close_fd(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
+
+static int setup_signals(struct run *r, sigset_t *old)
+{
+	sigset_t mask;
+
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGHUP);
+	sigaddset(&mask, SIGQUIT);
+	sigprocmask(SIG_BLOCK, &mask, old);
+	signal(SIGPIPE, SIG_IGN);
+	r->sig_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	return r->sig_fd < 0 ? -errno : 0;
+}
+
+static int start(struct run *r)
+{
+	struct rund_vm_config cfg = { 0 };
+	struct rund_error err = { 0 };
+	int agent[2] = { -1, -1 }, qmp[2] = { -1, -1 }, con[2] = { -1, -1 };
+	int errp[2] = { -1, -1 };
+	unsigned int flags = 0;
+	uint64_t rnd;
+	int ret;
+
+	if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
+		rnd = (uint64_t)getpid() << 32 ^ (uint64_t)time(NULL);
+	snprintf(r->id, sizeof(r->id), "%016llx", (unsigned long long)rnd);
+
+	if (access(r->o->kernel, R_OK))
+		return fail_run(r, RUND_EXIT_FAILED, "rund",
+				"guest kernel %s: %s (run scripts/setup.sh or pass --kernel)",
+				r->o->kernel, strerror(errno));
+	if (access(r->o->initrd, R_OK))
+		return fail_run(r, RUND_EXIT_FAILED, "rund",
+				"agent initramfs %s: %s (run scripts/setup.sh or pass --initrd)",
+				r->o->initrd, strerror(errno));
+	r->image_fd = open_image("image", r->o->image, O_RDONLY, &err);
+	if (r->image_fd < 0)
+		return fail_run(r, RUND_EXIT_FAILED, "rund", "%s", err.msg);
+
+	if (r->o->allow_copy)
+		flags |= RUND_LAYER_ALLOW_COPY;
+	r->layer_fd = rund_layer_clone(r->o->layer, flags, &r->layer_source, &err);
+	if (r->layer_fd < 0)
+		return fail_run(r, RUND_EXIT_FAILED, "rund", "%s", err.msg);
+	r->have_layer_source = true;
+	mark(r, PHASE_LAYER);
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, agent) ||
+	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, qmp) ||
+	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, con) ||
+	    pipe2(errp, O_CLOEXEC)) {
+		ret = fail_run(r, RUND_EXIT_FAILED, "rund", "failed to create sockets: %s",
+			       strerror(errno));
+		goto out_close;
+	}
+
+	cfg.kernel = r->o->kernel;
+	cfg.initrd = r->o->initrd;
+	cfg.image_fd = r->image_fd;
+	cfg.layer_fd = r->layer_fd;
+	cfg.agent_fd = agent[1];
+	cfg.qmp_fd = qmp[1];
+	cfg.console_fd = con[1];
+	cfg.stderr_fd = errp[1];
+	cfg.memory_mib = r->o->memory_mib;
+	cfg.vcpus = r->o->vcpus;
+	cfg.cgroup_fd = -1;
+	ret = rund_vm_start(&cfg, &r->vm, &err);
+	if (ret) {
+		ret = fail_run(r, RUND_EXIT_FAILED, "rund", "%s", err.msg);
+		goto out_close;
+	}
+	mark(r, PHASE_SPAWN);
+
+	r->agent_fd = agent[0];
+	r->qmp_fd = qmp[0];
+	r->console_fd = con[0];
+	r->qemu_err_fd = errp[0];
+	agent[0] = qmp[0] = con[0] = errp[0] = -1;
+	fcntl(r->agent_fd, F_SETFL, O_NONBLOCK);
+	fcntl(r->console_fd, F_SETFL, O_NONBLOCK);
+	fcntl(r->qemu_err_fd, F_SETFL, O_NONBLOCK);
+	ret = 0;
+
+out_close:
+	close_fd(&agent[0]);
+	close_fd(&agent[1]);
+	close_fd(&qmp[0]);
+	close_fd(&qmp[1]);
+	close_fd(&con[0]);
+	close_fd(&con[1]);
+	close_fd(&errp[0]);
+	close_fd(&errp[1]);
+	return ret;
+}
+
+static void report_qemu_exit(struct run *r, int status)
+{
+	char tail[CONSOLE_TAIL];
+
+	if (r->exited || r->failed_by)
+		return;
+	tail_copy(&r->console, tail, sizeof(tail), 10);
+	while (r->qemu_err_len && r->qemu_err[r->qemu_err_len - 1] == '\n')
+		r->qemu_err[--r->qemu_err_len] = '\0';
+	if (r->qemu_err_len)
+		fail_run(r, RUND_EXIT_FAILED, "rund", "QEMU exited (status %d) before the function did: %s",
+			 WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status),
+			 r->qemu_err);
+	else
+		fail_run(r, RUND_EXIT_FAILED, "rund",
+			 "the guest stopped before the function exited; last console lines:\n%s",
+			 tail[0] ? tail : "(no console output)");
+}
+
+/* Close what one start opened and forget its state, so that a retry starts clean. */
+static void close_attempt(struct run *r)
+{
+	close_fd(&r->agent_fd);
+	close_fd(&r->qmp_fd);
+	close_fd(&r->console_fd);
+	close_fd(&r->qemu_err_fd);
+	close_fd(&r->layer_fd);
+	close_fd(&r->image_fd);
+	rund_agent_reader_init(r->reader);
+	memset(&r->console, 0, sizeof(r->console));
+	r->qemu_err_len = 0;
+	r->qemu_err[0] = '\0';
+	r->tx_len = r->tx_off = 0;
+	r->stdin_open = false;
+	r->kvm_failed = false;
+}
+
+int cmd_run(int argc, char **argv)
+{
+	struct run_opts o = { 0 };
+	struct run r = { 0 };
+	sigset_t oldmask;
+	int status = 0, attempt;
+
+	if (parse_args(argc, argv, &o))
+		return RUND_EXIT_FAILED;
+
+	r.o = &o;
+	r.image_fd = r.layer_fd = r.agent_fd = r.qmp_fd = -1;
+	r.console_fd = r.qemu_err_fd = r.sig_fd = -1;
+	r.vm.pid = -1;
+	r.vm.pidfd = -1;
+	mark(&r, PHASE_LAUNCH);
+
+	r.reader = malloc(sizeof(*r.reader));
+	r.txbuf = malloc(RUND_AGENT_FRAME_MAX);
+	if (!r.reader || !r.txbuf) {
+		fprintf(stderr, "rund-helper run: out of memory\n");
+		return RUND_EXIT_FAILED;
+	}
+	rund_agent_reader_init(r.reader);
+
+	if (setup_signals(&r, &oldmask)) {
+		fail_run(&r, RUND_EXIT_FAILED, "rund", "failed to set up signal handling: %s",
+			 strerror(errno));
+		goto out;
+	}
+
+	for (attempt = 0;; attempt++) {
+		if (start(&r))
+			break;
+		r.qemu_pid = r.vm.pid;
+		event_loop(&r);
+
+		if (r.kvm_failed && attempt == 0) {
+			char why[256];
+
+			const char *line = strstr(r.qemu_err, "KVM internal error");
+
+			if (!line)
+				line = strstr(r.qemu_err, "kvm run failed");
+			if (!line)
+				line = r.qemu_err;
+			snprintf(why, sizeof(why), "QEMU failed to run the guest under KVM: %.*s",
+				 (int)strcspn(line, "\n"), line);
+			stop_qemu(&r);
+			close_attempt(&r);
+			rund_accel_mark_kvm_unusable(why);
+			fprintf(stderr, "rund-helper run: %s; using TCG from now on (remove %s to probe KVM again)\n",
+				why, RUND_KVM_UNUSABLE_FILE);
+			continue;
+		}
+
+		if (r.exited || (r.vm.pidfd >= 0 && !r.failed_by)) {
+			/* The guest reboots after EXIT, which ends QEMU. */
+			status = rund_vm_reap(&r.vm, REBOOT_WAIT_MS);
+			report_qemu_exit(&r, status);
+		} else {
+			stop_qemu(&r);
+		}
+		mark(&r, PHASE_TEARDOWN);
+		break;
+	}
+
+out:
+	close_attempt(&r);
+	close_fd(&r.sig_fd);
+
+	if (r.failed_by)
+		fprintf(stderr, "rund-helper run: %s\n", r.reason);
+	if (o.timings)
+		print_timings(&r);
+	if (o.json)
+		print_json(&r);
+	free(r.reader);
+	free(r.txbuf);
+	free(o.env);
+	return r.status;
+}
