@@ -40,7 +40,7 @@ step() {
 }
 
 elapsed() {
-	echo "scale=1; ($(date +%s%N) - $1) / 1000000000" | bc
+	awk -v start="$1" -v now="$(date +%s%N)" 'BEGIN { printf "%.1f", (now - start) / 1e9 }'
 }
 
 # Build one target of the top-level Makefile, unless its directory has no
