@@ -367,7 +367,7 @@ static void set_nonblock(int fd)
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 }
 
-/* Move whatever a pipe holds now into frames; returns 0 at EOF, 1 otherwise. */
+/* Send the bytes a pipe contains now as frames; returns 0 at EOF, 1 otherwise. */
 static int relay_output(int fd, uint16_t type, int drain)
 {
 	static uint8_t buf[RUND_AGENT_MAX_PAYLOAD];

@@ -423,7 +423,7 @@ static int handle_message(struct run *r, const struct rund_agent_message *m)
 			write_out(STDERR_FILENO, m->output.data, m->output.len);
 		} else if (!r->stdout_broken &&
 			   write_out(STDOUT_FILENO, m->output.data, m->output.len) == -EPIPE) {
-			/* Nobody reads our stdout any more: drop the rest. */
+			/* The reader of our stdout has gone (EPIPE), so drop the rest. */
 			r->stdout_broken = true;
 		}
 		return 0;
@@ -486,7 +486,7 @@ static void read_stdin(struct run *r)
 	if (n < 0 && (errno == EINTR || errno == EAGAIN))
 		return;
 	if (n <= 0) {
-		/* EOF, or a stdin that cannot be read: the function sees EOF. */
+		/* EOF, or a stdin that cannot be read: send STDIN_EOF either way. */
 		queue_frame(r, rund_agent_encode_data(r->txbuf, RUND_AGENT_MSG_STDIN_EOF, NULL, 0));
 		r->stdin_open = false;
 		r->stdin_eof_sent = true;
