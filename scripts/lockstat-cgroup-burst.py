@@ -1,12 +1,18 @@
 #!/usr/bin/env python3
-"""Generate a burst of cgroup creation and removal on the host's v1 hierarchies.
+"""Generate a burst of per-sandbox cgroup work on the host's v1 hierarchies.
 
-Each worker process repeats, per simulated sandbox: mkdir in every chosen
-hierarchy, optionally moves itself into the new cgroups and back (the
-cgroup.procs writes of a sandbox start), then rmdir. Everything happens under
-/sys/fs/cgroup/<hierarchy>/<name>/, which the script creates and removes.
+mkdir mode (the per-sandbox baseline): each worker process repeats, per
+simulated sandbox, mkdir in every chosen hierarchy, optionally (--attach)
+starts a process, writes it into the new cgroups' cgroup.procs and kills it,
+then rmdir. Everything happens under /sys/fs/cgroup/<hierarchy>/<name>/, which
+the script creates and removes.
 
-It prints one JSON object: operations, wall time and per-sandbox latency
+pool mode: the same sandboxes through `rund-helper pool` with the cgroupfs
+backend: acquire, start a process, attach it, release (which kills it). The
+pool lives under <name> in the hierarchies the pool chooses and is destroyed
+at the end.
+
+It prints one JSON object: sandboxes, wall time and per-sandbox latency
 (median, p99) in microseconds. The lock-contention test and
 scripts/bench-lockstat.sh use it as the workload under rund-lockstat.
 """
@@ -14,7 +20,11 @@ import argparse
 import errno
 import json
 import os
+import shutil
+import signal
+import subprocess
 import sys
+import tempfile
 import time
 
 CGROUP_ROOT = "/sys/fs/cgroup"
@@ -71,30 +81,75 @@ def prepare_cpuset(path):
     write_file(os.path.join(path, "cgroup.clone_children"), "1")
 
 
+def start_sandbox_process():
+    return subprocess.Popen(["sleep", "600"], stdin=subprocess.DEVNULL)
+
+
+def mkdir_sandbox(n, args, dirs):
+    sandbox = [os.path.join(d, f"s{n}") for d in dirs]
+    for path in sandbox:
+        os.mkdir(path)
+    if args.attach:
+        process = start_sandbox_process()
+        try:
+            for path in sandbox:
+                write_file(os.path.join(path, "cgroup.procs"), str(process.pid))
+        finally:
+            process.kill()
+            process.wait()
+    for path in sandbox:
+        rmdir_retry(path)
+
+
+class LostClaim(RuntimeError):
+    """The pool returned a claim to idle before this script released it."""
+
+
+def pool_command(args, *words):
+    command = [args.helper, "pool", *words, "--backend", "cgroupfs", "--state", args.pool_state]
+    result = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if result.returncode == 0:
+        return
+    message = f"{' '.join(command)} failed ({result.returncode}): {result.stderr.strip()}"
+    if "no slot is claimed" in result.stderr:
+        raise LostClaim(message)
+    raise RuntimeError(message)
+
+
+def pool_sandbox(n, index, args, lost_claims):
+    """Run one sandbox through the pool. A claim the pool's scan released
+    early is counted in lost_claims and retried up to three times."""
+    for attempt in range(4):
+        sandbox_id = f"w{index}-s{n}-{attempt}"
+        pool_command(args, "acquire", sandbox_id)
+        process = start_sandbox_process()
+        try:
+            pool_command(args, "attach", sandbox_id, str(process.pid))
+            pool_command(args, "release", sandbox_id)
+            return
+        except LostClaim:
+            lost_claims.append(sandbox_id)
+            if attempt == 3:
+                raise
+        finally:
+            process.kill()
+            process.wait()
+
+
 def worker(index, args, dirs):
     latencies = []
-    # Join this worker's own parent cgroups first, so that moving back out of
-    # a sandbox cgroup never touches cgroups outside the test's subtree.
-    if args.attach:
-        for d in dirs:
-            write_file(os.path.join(d, "cgroup.procs"), "0")
+    lost_claims = []
     deadline = time.monotonic() + args.seconds if args.seconds else None
     n = 0
     while (deadline is None and n < args.ops) or (deadline is not None and time.monotonic() < deadline):
         start = time.monotonic_ns()
-        sandbox = [os.path.join(d, f"s{n}") for d in dirs]
-        for path in sandbox:
-            os.mkdir(path)
-        if args.attach:
-            for path in sandbox:
-                write_file(os.path.join(path, "cgroup.procs"), "0")
-            for d in dirs:
-                write_file(os.path.join(d, "cgroup.procs"), "0")
-        for path in sandbox:
-            os.rmdir(path)
+        if args.mode == "pool":
+            pool_sandbox(n, index, args, lost_claims)
+        else:
+            mkdir_sandbox(n, args, dirs)
         latencies.append(time.monotonic_ns() - start)
         n += 1
-    return latencies
+    return {"latencies": latencies, "lost_claims": len(lost_claims)}
 
 
 def percentile(sorted_values, fraction):
@@ -116,7 +171,11 @@ def main():
                        help="sandboxes per worker (default 200)")
     group.add_argument("--seconds", type=positive_float, help="run for this many seconds instead")
     parser.add_argument("--attach", action="store_true",
-                        help="move each worker into its sandbox cgroups and back")
+                        help="mkdir mode: start a process per sandbox and write it into its cgroups")
+    parser.add_argument("--mode", choices=("mkdir", "pool"), default="mkdir",
+                        help="per-sandbox mkdir/rmdir (default) or rund-helper pool")
+    parser.add_argument("--helper", default="build/bin/rund-helper",
+                        help="pool mode: the rund-helper binary (default build/bin/rund-helper)")
     args = parser.parse_args()
 
     if "/" in args.name or not args.name.startswith("rund-test-"):
@@ -126,23 +185,35 @@ def main():
         if not os.path.isdir(os.path.join(CGROUP_ROOT, h)):
             parser.error(f"cgroup hierarchy '{h}' not found under {CGROUP_ROOT}")
 
+    if args.mode == "pool" and not os.access(args.helper, os.X_OK):
+        parser.error(f"rund-helper '{args.helper}' not found or not executable: build it with 'make user'")
+
     roots = [os.path.join(CGROUP_ROOT, h, args.name) for h in hierarchies]
     created = []
     pids = []
     status = 0
+    pool_ready = False
+    args.pool_state = None
     try:
-        for root in roots:
-            os.mkdir(root)
-            created.append(root)
-            if "/cpuset/" in root:
-                prepare_cpuset(root)
-        worker_dirs = []
-        for i in range(args.workers):
-            dirs = [os.path.join(root, f"w{i}") for root in roots]
-            for d in dirs:
-                os.mkdir(d)
-                created.append(d)
-            worker_dirs.append(dirs)
+        if args.mode == "pool":
+            args.pool_state = tempfile.mkdtemp(prefix=f"{args.name}-pool.")
+            pool_command(args, "init", "--name", args.name, "--layout", "v1-split",
+                         "--size", str(max(64, 2 * args.workers)))
+            pool_ready = True
+            worker_dirs = [[] for _ in range(args.workers)]
+        else:
+            for root in roots:
+                os.mkdir(root)
+                created.append(root)
+                if "/cpuset/" in root:
+                    prepare_cpuset(root)
+            worker_dirs = []
+            for i in range(args.workers):
+                dirs = [os.path.join(root, f"w{i}") for root in roots]
+                for d in dirs:
+                    os.mkdir(d)
+                    created.append(d)
+                worker_dirs.append(dirs)
 
         result_fds = []
         start = time.monotonic()
@@ -153,8 +224,9 @@ def main():
                 os.close(read_fd)
                 code = 0
                 try:
-                    latencies = worker(i, args, worker_dirs[i])
-                    os.write(write_fd, json.dumps(latencies).encode())
+                    result = json.dumps(worker(i, args, worker_dirs[i])).encode()
+                    while result:
+                        result = result[os.write(write_fd, result):]
                 except Exception as e:
                     print(f"cgroup-burst: worker {i} failed: {e}", file=sys.stderr)
                     code = 1
@@ -164,6 +236,7 @@ def main():
             result_fds.append(read_fd)
 
         latencies = []
+        lost_claims = 0
         for fd in result_fds:
             chunks = []
             while True:
@@ -173,7 +246,9 @@ def main():
                 chunks.append(chunk)
             os.close(fd)
             if chunks:
-                latencies.extend(json.loads(b"".join(chunks)))
+                result = json.loads(b"".join(chunks))
+                latencies.extend(result["latencies"])
+                lost_claims += result["lost_claims"]
         for pid in pids:
             _, wait_status = os.waitpid(pid, 0)
             if os.waitstatus_to_exitcode(wait_status) != 0:
@@ -182,8 +257,16 @@ def main():
         elapsed = time.monotonic() - start
     finally:
         for pid in pids:
-            os.kill(pid, 9)
+            os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
+        if pool_ready:
+            try:
+                pool_command(args, "destroy", "--force")
+            except RuntimeError as e:
+                print(f"cgroup-burst: {e}", file=sys.stderr)
+                status = 1
+        if args.pool_state:
+            shutil.rmtree(args.pool_state, ignore_errors=True)
         for path in reversed(created):
             try:
                 rmdir_retry(path)
@@ -193,13 +276,15 @@ def main():
 
     latencies.sort()
     print(json.dumps({
+        "mode": args.mode,
         "workers": args.workers,
-        "hierarchies": hierarchies,
+        "hierarchies": hierarchies if args.mode == "mkdir" else "chosen by the pool",
         "attach": args.attach,
         "sandboxes": len(latencies),
         "seconds": round(elapsed, 4),
         "median_us": round(percentile(latencies, 0.5) / 1000, 1),
         "p99_us": round(percentile(latencies, 0.99) / 1000, 1),
+        "pool_lost_claims": lost_claims,
     }))
     return status
 

@@ -35,6 +35,7 @@ static const struct lockstat_inference inferences[] = {
 	{ "cgroup_attach_task_all", LOCKSTAT_CLASS_MUTEX, "cgroup_mutex" },
 	{ "cgroup_transfer_tasks", LOCKSTAT_CLASS_MUTEX, "cgroup_mutex" },
 	{ "cgroup_css_set_fork", LOCKSTAT_CLASS_MUTEX, "cgroup_mutex" },
+	{ "cgroup_can_fork", LOCKSTAT_CLASS_MUTEX, "cgroup_mutex" },
 	{ "cgroup_do_get_tree", LOCKSTAT_CLASS_MUTEX, "cgroup_mutex" },
 	{ "cgroup_path_ns", LOCKSTAT_CLASS_MUTEX, "cgroup_mutex" },
 	{ "task_cgroup_path", LOCKSTAT_CLASS_MUTEX, "cgroup_mutex" },
@@ -46,6 +47,7 @@ static const struct lockstat_inference inferences[] = {
 	/* spin_lock_irq(&css_set_lock) and its irqsave form */
 	{ "cgroup_post_fork", LOCKSTAT_CLASS_SPIN, "css_set_lock" },
 	{ "cgroup_css_set_fork", LOCKSTAT_CLASS_SPIN, "css_set_lock" },
+	{ "cgroup_can_fork", LOCKSTAT_CLASS_SPIN, "css_set_lock" },
 	{ "cgroup_exit", LOCKSTAT_CLASS_SPIN, "css_set_lock" },
 	{ "cgroup_release", LOCKSTAT_CLASS_SPIN, "css_set_lock" },
 	{ "cgroup_migrate", LOCKSTAT_CLASS_SPIN, "css_set_lock" },
@@ -73,11 +75,13 @@ static const struct lockstat_inference inferences[] = {
 	/*
 	 * percpu_down_write(&cgroup_threadgroup_rwsem) in cgroup_attach_lock()
 	 * (cgroup_procs_write_start() before 5.17), and the read side of
-	 * cgroup_threadgroup_change_begin() on fork, exec and exit.
+	 * cgroup_threadgroup_change_begin() on fork, exec and exit. The
+	 * cgroup_can_fork() entries cover cgroup_css_set_fork() inlined into it.
 	 */
 	{ "cgroup_attach_lock", LOCKSTAT_CLASS_PERCPU_RWSEM, "cgroup_threadgroup_rwsem" },
 	{ "cgroup_procs_write_start", LOCKSTAT_CLASS_PERCPU_RWSEM, "cgroup_threadgroup_rwsem" },
 	{ "cgroup_css_set_fork", LOCKSTAT_CLASS_PERCPU_RWSEM, "cgroup_threadgroup_rwsem" },
+	{ "cgroup_can_fork", LOCKSTAT_CLASS_PERCPU_RWSEM, "cgroup_threadgroup_rwsem" },
 	{ "copy_process", LOCKSTAT_CLASS_PERCPU_RWSEM, "cgroup_threadgroup_rwsem" },
 	{ "exit_signals", LOCKSTAT_CLASS_PERCPU_RWSEM, "cgroup_threadgroup_rwsem" },
 	{ "de_thread", LOCKSTAT_CLASS_PERCPU_RWSEM, "cgroup_threadgroup_rwsem" },

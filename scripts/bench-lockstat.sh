@@ -1,0 +1,178 @@
+#!/bin/bash
+# Record kernel lock wait during a benchmark with rund-lockstat.
+#
+#   scripts/bench-lockstat.sh [OPTIONS] -- COMMAND [ARG...]
+#       Run any benchmark command under rund-lockstat (system-wide) and print
+#       its lock wait: total, the part in cgroup code, and the top locks. The
+#       command's exit status is passed through.
+#
+#   scripts/bench-lockstat.sh [OPTIONS]
+#       Compare lock wait of the per-sandbox cgroup baseline (mkdir, attach a
+#       process, rmdir in each v1 hierarchy) with the cgroup pool
+#       (rund-helper pool acquire/attach/release, cgroupfs backend), in
+#       alternating runs, and print a Markdown table for docs/benchmarks.md.
+#
+# Options:
+#   --runs N      runs per workload, alternating (default 3)
+#   --workers N   worker processes per burst (default 4)
+#   --ops N       sandboxes per worker (default 100)
+#   --keep DIR    keep every JSON report in DIR
+#
+# Wait "in cgroup code" is the wait of stacks with a frame named cgroup* or
+# css_*: the cgroup core, its v1 interface and the css work items that finish
+# an rmdir. Tracing is system-wide, so other work on the machine is included.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BUILD=${BUILD:-$PWD/build}
+TOOL=$BUILD/bin/rund-lockstat
+HELPER=$BUILD/bin/rund-helper
+BURST=scripts/lockstat-cgroup-burst.py
+POOL_CONTROLLERS=memory,cpu,pids,freezer	# what rund-helper pool init uses by default
+runs=3
+workers=4
+ops=100
+keep=
+
+usage() {
+	sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'
+	exit "${1:-0}"
+}
+
+positive() {
+	if ! [[ $2 =~ ^[1-9][0-9]{0,6}$ ]]; then
+		echo "bench-lockstat: invalid $1 '$2': expected an integer from 1 to 9999999" >&2
+		exit 64
+	fi
+}
+
+while [ $# -gt 0 ]; do
+	case $1 in
+	--runs) positive --runs "${2:-}"; runs=$2; shift 2 ;;
+	--workers) positive --workers "${2:-}"; workers=$2; shift 2 ;;
+	--ops) positive --ops "${2:-}"; ops=$2; shift 2 ;;
+	--keep) keep=${2:?--keep needs a directory}; shift 2 ;;
+	-h|--help) usage 0 ;;
+	--) shift; break ;;
+	*) echo "bench-lockstat: unknown option '$1'; see --help" >&2; exit 64 ;;
+	esac
+done
+
+if [ ! -x "$TOOL" ]; then
+	echo "bench-lockstat: $TOOL not found: run 'make bpf' first" >&2
+	exit 1
+fi
+
+tmp=$(mktemp -d /tmp/rund-bench-lockstat.XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+[ -z "$keep" ] || mkdir -p "$keep"
+
+# Prints "total_ms cgroup_ms waits top-lock" for one JSON report.
+summarize() {
+	python3 - "$1" <<'EOF'
+import json, sys
+report = json.load(open(sys.argv[1]))
+cgroup_ns = sum(c["total_ns"] for lock in report["locks"] for c in lock["callers"]
+                if any(f.startswith(("cgroup", "css_")) for f in c["stack"]))
+top = report["locks"][0] if report["locks"] else None
+name = "-"
+if top:
+    name = top["symbol"] or (f"likely {top['inferred_name']}" if top["inferred_name"] else top["address"])
+print(f"{report['total_ns'] / 1e6:.1f} {cgroup_ns / 1e6:.1f} {report['total_count']} {name}")
+EOF
+}
+
+# --- any command ---------------------------------------------------------------
+
+if [ $# -gt 0 ]; then
+	status=0
+	"$TOOL" -j -n 0 -s 0 -o "$tmp/report.json" -- "$@" || status=$?
+	if [ -s "$tmp/report.json" ]; then
+		read -r total_ms cgroup_ms waits top <<<"$(summarize "$tmp/report.json")"
+		echo "lock wait during '$*': ${total_ms} ms total, ${cgroup_ms} ms in cgroup code," \
+			"$waits waits; top lock: $top"
+		[ -z "$keep" ] || cp "$tmp/report.json" "$keep/"
+	fi
+	exit "$status"
+fi
+
+# --- baseline vs pool --------------------------------------------------------------
+
+if [ ! -x "$HELPER" ]; then
+	echo "bench-lockstat: $HELPER not found: run 'make user' first" >&2
+	exit 1
+fi
+all_v1=$(for d in /sys/fs/cgroup/*; do
+	[ -L "$d" ] && continue
+	[ "$(stat -f -c %T "$d")" = cgroupfs ] || continue
+	case ${d##*/} in systemd|unified) continue ;; esac
+	echo "${d##*/}"
+done | paste -sd, -)
+
+declare -A burst_args=(
+	[mkdir-pool-set]="--mode mkdir --attach --hierarchies $POOL_CONTROLLERS"
+	[mkdir-all-v1]="--mode mkdir --attach --hierarchies $all_v1"
+	[pool]="--mode pool --helper $HELPER"
+)
+order=(mkdir-pool-set mkdir-all-v1 pool)
+
+for run in $(seq 1 "$runs"); do
+	for workload in "${order[@]}"; do
+		name=rund-test-lockstat-bench-$$
+		# shellcheck disable=SC2086 # the arguments are split on purpose
+		if ! "$TOOL" -j -n 0 -s 0 -o "$tmp/$workload-$run.json" -- \
+			"$BURST" --name "$name" --workers "$workers" --ops "$ops" \
+			${burst_args[$workload]} >"$tmp/$workload-$run.burst"; then
+			echo "bench-lockstat: run $run of $workload failed; see the messages above" >&2
+			exit 1
+		fi
+		echo "# run $run $workload: $(cat "$tmp/$workload-$run.burst")" >&2
+	done
+done
+[ -z "$keep" ] || cp "$tmp"/*.json "$tmp"/*.burst "$keep/"
+
+python3 - "$tmp" "$runs" "$workers" "$ops" "$all_v1" "${order[@]}" <<'EOF'
+import json, statistics, sys
+tmp, runs, workers, ops, all_v1 = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+order = sys.argv[6:]
+labels = {
+    "mkdir-pool-set": "mkdir+attach+rmdir, 4 hierarchies (pool's set)",
+    "mkdir-all-v1": f"mkdir+attach+rmdir, all v1 ({all_v1})",
+    "pool": "pool acquire+attach+release (cgroupfs)",
+}
+rows = {}
+for workload in order:
+    totals, cgroup, counts, seconds, sandboxes, top, lost = [], [], [], [], [], {}, 0
+    for run in range(1, runs + 1):
+        report = json.load(open(f"{tmp}/{workload}-{run}.json"))
+        burst = json.load(open(f"{tmp}/{workload}-{run}.burst"))
+        totals.append(report["total_ns"])
+        cgroup.append(sum(c["total_ns"] for lock in report["locks"] for c in lock["callers"]
+                          if any(f.startswith(("cgroup", "css_")) for f in c["stack"])))
+        counts.append(report["total_count"])
+        seconds.append(burst["seconds"])
+        sandboxes.append(burst["sandboxes"])
+        lost += burst["pool_lost_claims"]
+        for lock in report["locks"][:3]:
+            name = lock["symbol"] or (f"likely {lock['inferred_name']}" if lock["inferred_name"]
+                                      else f"{lock['class']} {lock['address']}")
+            top[name] = top.get(name, 0) + lock["total_ns"]
+    n = statistics.median(sandboxes)
+    rows[workload] = dict(total=statistics.median(totals), cgroup=statistics.median(cgroup),
+                          counts=statistics.median(counts), seconds=statistics.median(seconds),
+                          sandboxes=n, top=sorted(top, key=top.get, reverse=True)[:2], lost=lost)
+base = rows[order[0]]
+print(f"{runs} runs per workload, {workers} workers x {ops} sandboxes, medians over runs.\n")
+print("| workload | wall s | lock waits | total wait ms | in cgroup code ms | cgroup wait per sandbox us | vs baseline | top locks |")
+print("|---|---|---|---|---|---|---|---|")
+for workload in order:
+    r = rows[workload]
+    ratio = r["cgroup"] / base["cgroup"] if base["cgroup"] else float("nan")
+    print(f"| {labels[workload]} | {r['seconds']:.2f} | {r['counts']:.0f} | {r['total'] / 1e6:.1f} | "
+          f"{r['cgroup'] / 1e6:.1f} | {r['cgroup'] / r['sandboxes'] / 1e3:.1f} | {ratio:.2f} | "
+          f"{', '.join(r['top'])} |")
+lost = sum(r["lost"] for r in rows.values())
+if lost:
+    print(f"\nThe pool returned {lost} claims to idle before their release; those sandboxes were retried "
+          "and their retries are included above.")
+EOF
