@@ -329,14 +329,28 @@ int cmd_pool(int argc, char **argv)
 	struct rund_error err = { 0 };
 	struct rund_pool *pool = NULL;
 	char text[1024];
-	int c, ret, nargs;
+	int c, i, ret, nargs;
 	char **args;
 
 	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
 		usage(argc < 2 ? stderr : stdout);
 		return argc < 2 ? RUND_EXIT_FAILED : 0;
 	}
-	cmd = argv[1];
+	/* The command may follow common options: move it to argv[1]. */
+	for (i = 1; i < argc && argv[i][0] == '-'; i++) {
+		const struct option *lo;
+
+		for (lo = long_opts; lo->name; lo++)
+			if (!strcmp(argv[i] + 2, lo->name) && lo->has_arg == required_argument)
+				i++;
+	}
+	if (i >= argc) {
+		usage(stderr);
+		return RUND_EXIT_FAILED;
+	}
+	cmd = argv[i];
+	memmove(argv + 2, argv + 1, (i - 1) * sizeof(*argv));
+	argv[1] = (char *)cmd;
 	if (strcmp(cmd, "init") && strcmp(cmd, "resize") && strcmp(cmd, "acquire") &&
 	    strcmp(cmd, "release") && strcmp(cmd, "attach") && strcmp(cmd, "show") &&
 	    strcmp(cmd, "list") && strcmp(cmd, "stats") && strcmp(cmd, "destroy")) {

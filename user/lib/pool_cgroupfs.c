@@ -109,7 +109,25 @@ struct cg_pool {
 	pthread_mutex_t lock;
 	pid_t self_pid;
 	uint64_t self_start;
+	int crash_at;			/* enum crash_point, for the crash-safety tests */
 };
+
+/*
+ * Points where a test can make this process die (RUND_POOL_TEST_CRASH=name)
+ * to check that the next process repairs what it left.
+ */
+enum crash_point {
+	CRASH_NONE,
+	CRASH_LOCKED,		/* inside acquire's critical section, list half changed */
+	CRASH_CLAIMED,		/* after the claim, before rename and limits */
+	CRASH_DRAINING,		/* after release marked the slot draining */
+};
+
+static void crash_here(const struct cg_pool *p, enum crash_point at)
+{
+	if (p->crash_at == (int)at)
+		_exit(99);
+}
 
 static struct cg_pool *cg(struct rund_pool *pool)
 {
@@ -544,6 +562,20 @@ static int write_limits(struct cg_pool *p, uint32_t i, const struct rund_pool_li
 	return 0;
 }
 
+/* Reset the v1 memory peak that slot_was_used() reads. */
+static void reset_memory_peak(struct cg_pool *p, uint32_t i)
+{
+	char dir[RUND_PATH_MAX + 80];
+	uint32_t h;
+
+	for (h = 0; h < p->hdr->nr_hier; h++) {
+		if (!(p->hdr->hier[h].controllers & RUND_CTRL_MEMORY))
+			continue;
+		current_path(p, i, h, dir, sizeof(dir));
+		write_file(dir, "memory.max_usage_in_bytes", "0");
+	}
+}
+
 /* Rename slot i's directories between the idle name and the sandbox id. */
 static int rename_slot(struct cg_pool *p, uint32_t i, bool to_id, struct rund_error *err)
 {
@@ -579,23 +611,30 @@ static int drain_slot(struct cg_pool *p, uint32_t i, struct rund_error *err)
 	uint64_t start = now_ns();
 	int ret;
 
-	ret = kill_slot(p, i);
-	if (ret && ret != -ENOENT) {
-		count_fail(p, RUND_FAIL_KILL);
-		ret = rund_error_set(err, -ret, "kill the processes of slot %u", i);
-		goto out_broken;
+	/* An empty slot needs no freeze and no kill: the common case after a sandbox exits. */
+	if (slot_populated(p, i) != 0) {
+		ret = kill_slot(p, i);
+		if (ret && ret != -ENOENT) {
+			count_fail(p, RUND_FAIL_KILL);
+			ret = rund_error_set(err, -ret, "kill the processes of slot %u", i);
+			goto out_broken;
+		}
+		ret = wait_empty(p, i, DRAIN_TIMEOUT_MS);
+		if (ret == -ETIMEDOUT) {
+			count_fail(p, RUND_FAIL_DRAIN_TIMEOUT);
+			ret = rund_error_setx(err, ETIMEDOUT, "slot %u still has processes %d ms after SIGKILL; it stays broken until a later scan drains it",
+					      i, DRAIN_TIMEOUT_MS);
+			goto out_broken;
+		}
 	}
-	ret = wait_empty(p, i, DRAIN_TIMEOUT_MS);
-	if (ret == -ETIMEDOUT) {
-		count_fail(p, RUND_FAIL_DRAIN_TIMEOUT);
-		ret = rund_error_setx(err, ETIMEDOUT, "slot %u still has processes %d ms after SIGKILL; it stays broken until a later scan drains it",
-				i, DRAIN_TIMEOUT_MS);
-		goto out_broken;
-	}
-	ret = write_limits(p, i, &none, true, err);
-	if (ret && ret != -ENOENT) {
-		count_fail(p, RUND_FAIL_LIMITS);
-		goto out_broken;
+	if (s->iflags & SLOT_LIMITS) {
+		ret = write_limits(p, i, &none, true, err);
+		if (ret && ret != -ENOENT) {
+			count_fail(p, RUND_FAIL_LIMITS);
+			goto out_broken;
+		}
+	} else if (p->hdr->layout != RUND_LAYOUT_V2) {
+		reset_memory_peak(p, i);
 	}
 	if (renames(p) && s->id[0]) {
 		ret = rename_slot(p, i, false, err);
@@ -1069,6 +1108,7 @@ static int cg_acquire(struct rund_pool *pool, const char *id,
 	s = &p->slots[i];
 	p->hdr->free_head = s->next_free;
 	s->next_free = 0;
+	crash_here(p, CRASH_LOCKED);
 	set_state_locked(p, i, RUND_SLOT_CLAIMED);
 	s->gen++;
 	s->flags = flags;
@@ -1081,6 +1121,7 @@ static int cg_acquire(struct rund_pool *pool, const char *id,
 	p->id_hash[i] = hash_id(id);
 	mark_dirty(p, false);
 	pool_unlock(p);
+	crash_here(p, CRASH_CLAIMED);
 
 	if (renames(p)) {
 		ret = rename_slot(p, i, true, err);
@@ -1194,6 +1235,7 @@ static int cg_release(struct rund_pool *pool, const char *id, struct rund_error 
 		count_op(p, RUND_OP_RELEASE, start, true);
 		return i;
 	}
+	crash_here(p, CRASH_DRAINING);
 	ret = drain_slot(p, i, err);
 	count_op(p, RUND_OP_RELEASE, start, ret != 0);
 	do_scan(p, false, err);
@@ -1413,6 +1455,13 @@ int rund_pool_cgroupfs_open(struct rund_pool *pool, const char *state_dir,
 	p->id_hash = (uint64_t *)((char *)map + HEADER_SIZE);
 	p->slots = (struct cg_slot *)(p->id_hash + RUND_POOL_MAX_SLOTS);
 	self_identity(p);
+	if (getenv("RUND_POOL_TEST_CRASH")) {
+		const char *at = getenv("RUND_POOL_TEST_CRASH");
+
+		p->crash_at = !strcmp(at, "locked") ? CRASH_LOCKED :
+			      !strcmp(at, "claimed") ? CRASH_CLAIMED :
+			      !strcmp(at, "draining") ? CRASH_DRAINING : CRASH_NONE;
+	}
 
 	pool->backend = RUND_POOL_BACKEND_CGROUPFS;
 	pool->ops = &rund_pool_cgroupfs_ops;
