@@ -832,7 +832,7 @@ static void report_qemu_exit(struct run *r, int status)
 
 	if (r->exited || r->failed_by)
 		return;
-	tail_copy(&r->console, tail, sizeof(tail), 10);
+	tail_copy(&r->console, tail, sizeof(tail), 20);
 	while (r->qemu_err_len && r->qemu_err[r->qemu_err_len - 1] == '\n')
 		r->qemu_err[--r->qemu_err_len] = '\0';
 	if (r->qemu_err_len)

@@ -9,9 +9,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <sys/wait.h>
+#include <linux/magic.h>
 #include <unistd.h>
 
 #include "agent.h"
+#include "vm.h"
 #include "kselftest_harness.h"
 
 FIXTURE(stream) {
@@ -322,6 +327,69 @@ TEST(run_request_too_big)
 	big[RUND_AGENT_MAX_PAYLOAD - 1] = '\0';
 	EXPECT_EQ(-E2BIG, rund_agent_encode_run(buf, argv, NULL, NULL, &err));
 	free(big);
+}
+
+/* The launcher's spawn places the child in a cgroup2 directory at birth. */
+TEST(spawn_into_cgroup)
+{
+	static const char *const roots[] = { "/sys/fs/cgroup/unified", "/sys/fs/cgroup" };
+	char dir[256] = "", line[512], path[64];
+	char *argv[] = { "sleep", "0.2", NULL };
+	struct rund_spawn_opts opts = {
+		.path = "sleep", .argv = argv,
+		.stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1,
+	};
+	struct rund_spawn_result res = { 0 };
+	struct rund_error err = { 0 };
+	bool found = false;
+	struct statfs sfs;
+	int status, cg;
+	size_t i;
+	FILE *f;
+
+	for (i = 0; i < sizeof(roots) / sizeof(roots[0]); i++)
+		if (!statfs(roots[i], &sfs) && sfs.f_type == CGROUP2_SUPER_MAGIC) {
+			snprintf(dir, sizeof(dir), "%s/rund-test-e2e-%d", roots[i], getpid());
+			break;
+		}
+	if (!dir[0])
+		SKIP(return, "no cgroup2 mount at /sys/fs/cgroup/unified or /sys/fs/cgroup");
+
+	ASSERT_EQ(0, mkdir(dir, 0755));
+	cg = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	ASSERT_LE(0, cg);
+	opts.cgroup_fd = cg;
+	ASSERT_EQ(0, rund_spawn(&opts, &res, &err)) TH_LOG("%s", err.msg);
+	EXPECT_TRUE(res.in_cgroup);
+
+	snprintf(path, sizeof(path), "/proc/%d/cgroup", res.pid);
+	f = fopen(path, "r");
+	ASSERT_NE(NULL, f);
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, "0::/", 4) && strstr(line, strrchr(dir, '/')))
+			found = true;
+	fclose(f);
+	EXPECT_TRUE(found);
+
+	ASSERT_EQ(res.pid, waitpid(res.pid, &status, 0));
+	EXPECT_EQ(0, WEXITSTATUS(status));
+	close(res.pidfd);
+	close(cg);
+	EXPECT_EQ(0, rmdir(dir));
+}
+
+TEST(spawn_missing_binary)
+{
+	char *argv[] = { "/nonexistent/qemu", NULL };
+	struct rund_spawn_opts opts = {
+		.path = "/nonexistent/qemu", .argv = argv,
+		.stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1, .cgroup_fd = -1,
+	};
+	struct rund_spawn_result res = { 0 };
+	struct rund_error err = { 0 };
+
+	EXPECT_EQ(-ENOENT, rund_spawn(&opts, &res, &err));
+	EXPECT_NE(NULL, strstr(err.msg, "/nonexistent/qemu"));
 }
 
 TEST_HARNESS_MAIN

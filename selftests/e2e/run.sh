@@ -50,9 +50,9 @@ if ! cc -O2 -g -Wall -D_GNU_SOURCE -I"$KSFT" -Iuser/lib -o "$BUILD/bin/e2e-proto
 fi
 
 if "$BUILD/bin/e2e-proto-test" >"$TMP/proto.log" 2>&1; then
-	ok "agent frame parser rejects malformed frames ($(grep -c '^ok' "$TMP/proto.log") cases)"
+	ok "frame parser and spawn unit tests ($(grep -c '^ok' "$TMP/proto.log") cases)"
 else
-	not_ok "agent frame parser rejects malformed frames" "$(grep -E '^not ok|#' "$TMP/proto.log" | head -20)"
+	not_ok "frame parser and spawn unit tests" "$(grep -E '^not ok|#' "$TMP/proto.log" | head -20)"
 fi
 
 # Option errors need no VM.
@@ -171,6 +171,17 @@ if [ "$rc" -eq 125 ] && grep -q "mount" "$TMP/err"; then
 	ok "corrupt image gives 125 with the mount error"
 else
 	not_ok "corrupt image gives 125 with the mount error" "exit $rc" "$(cat "$TMP/err")"
+fi
+
+# A guest that dies before its agent runs: an initramfs without /init makes
+# the kernel panic, panic=-1 reboots and QEMU ends without EXIT.
+printf 'not a cpio archive' >"$TMP/broken.cpio"
+RUND_INITRD="$TMP/broken.cpio" "${RUN[@]}" -- true </dev/null >"$TMP/out" 2>"$TMP/err"
+rc=$?
+if [ "$rc" -eq 125 ] && grep -q "last console lines" "$TMP/err" && grep -qi "panic" "$TMP/err"; then
+	ok "guest crash gives 125 with the console tail"
+else
+	not_ok "guest crash gives 125 with the console tail" "exit $rc" "$(tail -5 "$TMP/err")"
 fi
 
 sum_before=$(sha256sum "$LAYER" | cut -d' ' -f1)
