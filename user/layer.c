@@ -392,17 +392,27 @@ static int layer_check(int argc, char **argv)
 		json_object_object_add(j, "size_bytes", json_object_new_uint64(st.st_size));
 		json_object_object_add(j, "extents", json_object_new_int(extents));
 		json_object_object_add(j, "max_extents", json_object_new_int(RUND_LAYER_MAX_EXTENTS));
-		json_object_object_add(j, "fs_free_bytes", json_object_new_uint64(space.free_bytes));
+		json_object_object_add(j, "fs_free_bytes", json_object_new_uint64(space.fs_free_bytes));
 		json_object_object_add(j, "fs_size_bytes", json_object_new_uint64(space.size_bytes));
+		json_object_object_add(j, "usable_free_bytes", json_object_new_uint64(space.free_bytes));
 		json_object_object_add(j, "full_layers_fit", json_object_new_uint64(space.layers_fit));
+		if (space.backing_file[0]) {
+			json_object_object_add(j, "loop_backing_file",
+					       json_object_new_string(space.backing_file));
+			json_object_object_add(j, "loop_backing_free_bytes",
+					       json_object_new_uint64(space.backing_free_bytes));
+		}
 		print_json(j);
 	} else {
 		printf("%s: ok, ext4, %" PRIu64 " MiB, %u extent%s (max %d)\n",
 		       path, (uint64_t)st.st_size / MIB, extents,
 		       extents == 1 ? "" : "s", RUND_LAYER_MAX_EXTENTS);
 		printf("layer filesystem: %" PRIu64 " of %" PRIu64 " MiB free, room for %" PRIu64 " fully written layers\n",
-		       space.free_bytes / MIB, space.size_bytes / MIB,
+		       space.fs_free_bytes / MIB, space.size_bytes / MIB,
 		       space.layers_fit);
+		if (space.backing_file[0])
+			printf("loop device backed by %s: %" PRIu64 " MiB free on its filesystem\n",
+			       space.backing_file, space.backing_free_bytes / MIB);
 	}
 	return 0;
 }

@@ -7,12 +7,12 @@
 # DIR contains the static programs and files to copy into the guest's /opt.
 # COMMAND runs in /opt under busybox sh; its output is printed and the
 # script exits with its status. The guest sees:
-#   /mnt/xfs   a fresh 512 MiB XFS made with reflink=1 (virtio-blk disk)
+#   /mnt/xfs   a fresh XFS (512 MiB unless RUND_GUEST_XFS_SIZE is set) made with reflink=1 (virtio-blk disk)
 #   /mnt/tmp   a tmpfs, a filesystem without reflink
 #   RUND_KO    path of rund.ko inside the guest, for reloading after rmmod
 #
 # Environment: BUILD (default <repo>/build), RUND_KO (default
-# $BUILD/kmod/rund.ko), DEBIAN_KERNEL_ROOT (default $BUILD/debian-kernel/root,
+# $BUILD/kmod/rund.ko), RUND_GUEST_XFS_SIZE (default 512M), DEBIAN_KERNEL_ROOT (default $BUILD/debian-kernel/root,
 # the unpacked linux-image-6.1 package with its modules).
 set -euo pipefail
 
@@ -98,7 +98,7 @@ printf '%s\n' "$@" > "$root/opt/.command"
 chmod +x "$root/init"
 (cd "$root" && find . | cpio -o -H newc --quiet) > "$work/initramfs.cpio"
 
-truncate -s 512M "$work/xfs.img"
+truncate -s "${RUND_GUEST_XFS_SIZE:-512M}" "$work/xfs.img"
 mkfs.xfs -q -m reflink=1 "$work/xfs.img"
 
 # Under TCG the guest can hang calibrating its TSC on a loaded host; give it the host's rate.

@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <linux/fiemap.h>
 #include <linux/fs.h>
+#include <linux/major.h>
 #include <linux/magic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/sysmacros.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -150,6 +152,35 @@ int rund_layer_count_extents(int fd, unsigned int *extents,
 	return 0;
 }
 
+/*
+ * When dev is a loop device, store its backing file and the free space of
+ * the filesystem that file lives on. Leaves space untouched otherwise.
+ */
+static void loop_backing_space(dev_t dev, struct rund_layer_space *space)
+{
+	char sys[64], path[sizeof(space->backing_file)];
+	struct statfs sfs;
+	ssize_t n;
+	FILE *f;
+
+	if (major(dev) != LOOP_MAJOR)
+		return;
+	snprintf(sys, sizeof(sys), "/sys/dev/block/%u:%u/loop/backing_file",
+		 major(dev), minor(dev));
+	f = fopen(sys, "re");
+	if (!f)
+		return;
+	n = fgets(path, sizeof(path), f) ? (ssize_t)strlen(path) : 0;
+	fclose(f);
+	if (n > 0 && path[n - 1] == '\n')
+		path[--n] = '\0';
+	if (n <= 0 || statfs(path, &sfs) < 0)
+		return;
+
+	snprintf(space->backing_file, sizeof(space->backing_file), "%s", path);
+	space->backing_free_bytes = (uint64_t)sfs.f_bavail * sfs.f_frsize;
+}
+
 static int space_of_fd(int fd, const char *image_path,
 		       struct rund_layer_space *space, struct rund_error *err)
 {
@@ -162,18 +193,31 @@ static int space_of_fd(int fd, const char *image_path,
 		return rund_error_set(err, errno, "statfs '%s'", image_path);
 
 	space->image_bytes = st.st_size;
-	space->free_bytes = (uint64_t)sfs.f_bavail * sfs.f_frsize;
+	space->fs_free_bytes = (uint64_t)sfs.f_bavail * sfs.f_frsize;
 	space->size_bytes = (uint64_t)sfs.f_blocks * sfs.f_frsize;
+	space->free_bytes = space->fs_free_bytes;
+	loop_backing_space(st.st_dev, space);
+	if (space->backing_file[0] && space->backing_free_bytes < space->free_bytes)
+		space->free_bytes = space->backing_free_bytes;
 	space->layers_fit = st.st_size ? space->free_bytes / st.st_size : 0;
 
-	if (space->free_bytes < space->image_bytes)
+	if (space->free_bytes >= space->image_bytes)
+		return 0;
+
+	if (space->free_bytes < space->fs_free_bytes)
 		return rund_error_setx(err, ENOSPC,
-				       "layer filesystem of '%s' has %llu MiB free, less than the %llu MiB one layer can grow to; "
-				       "a full layer filesystem turns guest writes into I/O errors, so free space there or enlarge it",
-				       image_path,
+				       "layer filesystem of '%s' is a loop device on '%s', whose filesystem has %llu MiB free, "
+				       "less than the %llu MiB one layer can grow to; a full backing filesystem turns guest writes "
+				       "into I/O errors, so free space there",
+				       image_path, space->backing_file,
 				       (unsigned long long)(space->free_bytes / MIB),
 				       (unsigned long long)((space->image_bytes + MIB - 1) / MIB));
-	return 0;
+	return rund_error_setx(err, ENOSPC,
+			       "layer filesystem of '%s' has %llu MiB free, less than the %llu MiB one layer can grow to; "
+			       "a full layer filesystem turns guest writes into I/O errors, so free space there or enlarge it",
+			       image_path,
+			       (unsigned long long)(space->free_bytes / MIB),
+			       (unsigned long long)((space->image_bytes + MIB - 1) / MIB));
 }
 
 int rund_layer_space(const char *image_path, struct rund_layer_space *space,

@@ -78,9 +78,17 @@ int rund_layer_count_extents(int fd, unsigned int *extents,
 /* Space of the layer filesystem as seen by a start. */
 struct rund_layer_space {
 	uint64_t image_bytes;	/* apparent size: the most one layer can use */
-	uint64_t free_bytes;
+	uint64_t free_bytes;	/* usable: the smaller of the two below when on a loop device */
 	uint64_t size_bytes;
 	uint64_t layers_fit;	/* free_bytes / image_bytes */
+	uint64_t fs_free_bytes;	/* free on the layer filesystem itself */
+	/*
+	 * When the layer filesystem is a loop device, its backing file and
+	 * the free space of the filesystem holding that file: a sparse
+	 * backing file can run out of room before the layer filesystem does.
+	 */
+	char backing_file[256];
+	uint64_t backing_free_bytes;
 };
 
 /*
