@@ -177,7 +177,7 @@ TEST_F(stream, truncated_attribute_rejected)
 {
 	uint8_t data[RUND_AGENT_HDRLEN + 6];
 
-	/* Attribute claims 8 bytes of value, the payload holds 2. */
+	/* The attribute claims 8 bytes of value but the payload has 2. */
 	put_hdr(data, 6, RUND_AGENT_MSG_EXIT, 0);
 	rund_agent_put_le16(data + RUND_AGENT_HDRLEN, 12);
 	rund_agent_put_le16(data + RUND_AGENT_HDRLEN + 2, RUND_AGENT_ATTR_EXIT_CODE);

@@ -99,7 +99,7 @@ enum rund_agent_attr_type {
 /* Agent capabilities announced in READY. */
 #define RUND_AGENT_CAP_STDIN (1ull << 0)	/* forwards STDIN and STDIN_EOF */
 
-/* Where the agent failed, carried in ERROR. */
+/* Stage of the agent at which a failure happened, carried in ERROR. */
 enum rund_agent_stage {
 	RUND_AGENT_STAGE_UNSPEC = 0,
 	RUND_AGENT_STAGE_MOUNT = 1,	/* mounting the root or /proc, /dev... */
