@@ -136,43 +136,73 @@ import json, statistics, sys
 tmp, runs, workers, ops, all_v1 = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
 order = sys.argv[6:]
 labels = {
-    "mkdir-pool-set": "mkdir+attach+rmdir, 4 hierarchies (pool's set)",
-    "mkdir-all-v1": f"mkdir+attach+rmdir, all v1 ({all_v1})",
+    "mkdir-pool-set": "mkdir+attach+rmdir, 4 hierarchies (the pool's)",
+    "mkdir-all-v1": f"mkdir+attach+rmdir, all {len(all_v1.split(','))} v1 hierarchies",
     "pool": "pool acquire+attach+release (cgroupfs)",
 }
+# Operation of a stack in cgroup code, from the frames that reveal it.
+categories = (
+    ("attach", ("cgroup1_procs_write", "__cgroup1_procs_write", "cgroup_procs_write",
+                "__cgroup_procs_write", "cgroup_attach_lock", "cgroup_attach_task")),
+    ("mkdir/rmdir", ("cgroup_mkdir", "cgroup_rmdir", "css_killed_work_fn", "css_release_work_fn",
+                     "css_free_rwork_fn", "cgroup_destroy_locked")),
+    ("rename", ("cgroup1_rename",)),
+)
+
+
+def category(stack):
+    names = [frame.split("+")[0].split(".")[0] for frame in stack]
+    if not any(n.startswith(("cgroup", "css_")) for n in names):
+        return None
+    for label, functions in categories:
+        if any(n in functions for n in names):
+            return label
+    return "other"
+
+
 rows = {}
 for workload in order:
-    totals, cgroup, counts, seconds, sandboxes, top, lost = [], [], [], [], [], {}, 0
+    runs_data = []
+    top, lost = {}, 0
     for run in range(1, runs + 1):
         report = json.load(open(f"{tmp}/{workload}-{run}.json"))
         burst = json.load(open(f"{tmp}/{workload}-{run}.burst"))
-        totals.append(report["total_ns"])
-        cgroup.append(sum(c["total_ns"] for lock in report["locks"] for c in lock["callers"]
-                          if any(f.startswith(("cgroup", "css_")) for f in c["stack"])))
-        counts.append(report["total_count"])
-        seconds.append(burst["seconds"])
-        sandboxes.append(burst["sandboxes"])
+        split = {"attach": 0, "mkdir/rmdir": 0, "rename": 0, "other": 0}
+        for lock in report["locks"]:
+            for caller in lock["callers"]:
+                label = category(caller["stack"])
+                if label:
+                    split[label] += caller["total_ns"]
+        runs_data.append(dict(total=report["total_ns"], cgroup=sum(split.values()), split=split,
+                              seconds=burst["seconds"], sandboxes=burst["sandboxes"]))
         lost += burst["pool_lost_claims"]
         for lock in report["locks"][:3]:
             name = lock["symbol"] or (f"likely {lock['inferred_name']}" if lock["inferred_name"]
                                       else f"{lock['class']} {lock['address']}")
             top[name] = top.get(name, 0) + lock["total_ns"]
-    n = statistics.median(sandboxes)
-    rows[workload] = dict(total=statistics.median(totals), cgroup=statistics.median(cgroup),
-                          counts=statistics.median(counts), seconds=statistics.median(seconds),
-                          sandboxes=n, top=sorted(top, key=top.get, reverse=True)[:2], lost=lost)
+    median = lambda key: statistics.median(r[key] for r in runs_data)
+    rows[workload] = dict(
+        total=median("total"), cgroup=median("cgroup"), seconds=median("seconds"),
+        sandboxes=median("sandboxes"),
+        cgroup_max=max(r["cgroup"] for r in runs_data),
+        split={k: statistics.median(r["split"][k] for r in runs_data) for k in runs_data[0]["split"]},
+        top=sorted(top, key=top.get, reverse=True)[:2], lost=lost)
+
 base = rows[order[0]]
-print(f"{runs} runs per workload, {workers} workers x {ops} sandboxes, medians over runs.\n")
-print("| workload | wall s | lock waits | total wait ms | in cgroup code ms | cgroup wait per sandbox us | vs baseline | top locks |")
-print("|---|---|---|---|---|---|---|---|")
+print(f"{runs} runs per workload, alternating; {workers} workers x {ops} sandboxes; medians over runs.\n")
+print("| workload | wall s | wait in cgroup code, ms (max of runs) | per sandbox, us | vs baseline "
+      "| attach ms | mkdir/rmdir ms | rename ms | other ms | all waits ms | top locks |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
 for workload in order:
     r = rows[workload]
     ratio = r["cgroup"] / base["cgroup"] if base["cgroup"] else float("nan")
-    print(f"| {labels[workload]} | {r['seconds']:.2f} | {r['counts']:.0f} | {r['total'] / 1e6:.1f} | "
-          f"{r['cgroup'] / 1e6:.1f} | {r['cgroup'] / r['sandboxes'] / 1e3:.1f} | {ratio:.2f} | "
-          f"{', '.join(r['top'])} |")
+    split = r["split"]
+    print(f"| {labels[workload]} | {r['seconds']:.2f} | {r['cgroup'] / 1e6:.1f} ({r['cgroup_max'] / 1e6:.1f}) "
+          f"| {r['cgroup'] / r['sandboxes'] / 1e3:.0f} | {ratio:.2f} "
+          f"| {split['attach'] / 1e6:.1f} | {split['mkdir/rmdir'] / 1e6:.1f} | {split['rename'] / 1e6:.1f} "
+          f"| {split['other'] / 1e6:.1f} | {r['total'] / 1e6:.1f} | {', '.join(r['top'])} |")
 lost = sum(r["lost"] for r in rows.values())
 if lost:
-    print(f"\nThe pool returned {lost} claims to idle before their release; those sandboxes were retried "
-          "and their retries are included above.")
+    print(f"\nThe pool returned {lost} claims to idle before their release; those sandboxes were "
+          "retried and the retries are included above.")
 EOF
