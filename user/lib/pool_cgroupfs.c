@@ -25,6 +25,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -410,11 +411,46 @@ static bool slot_was_used(struct cg_pool *p, uint32_t i)
 	return v1_memory_peak(p, i) > 0;
 }
 
-/* Kill every process in slot i. */
+/*
+ * Sleep for a wait loop's round: yield for the first rounds (a killed task
+ * usually needs only to be scheduled once), then back off from 20 us to 1 ms.
+ */
+static void backoff(int round)
+{
+	if (round < 4) {
+		sched_yield();
+		return;
+	}
+	usleep(round < 10 ? 20 << (round - 4) : 1000);
+}
+
+/* Send SIGKILL to every pid listed in dir/cgroup.procs; returns how many. */
+static int kill_listed(const char *dir)
+{
+	char buf[8192], *line, *save = NULL;
+	int n = 0;
+
+	if (read_file(dir, "cgroup.procs", buf, sizeof(buf)) <= 0)
+		return 0;
+	for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		pid_t pid = (pid_t)atoi(line);
+
+		if (pid > 0 && !kill(pid, SIGKILL))
+			n++;
+	}
+	return n;
+}
+
+/*
+ * Kill every process in slot i. v2 writes cgroup.kill. v1 freezes the slot
+ * first: once freezer.state reads FROZEN no task in it can fork, so one pass
+ * over cgroup.procs finds them all, and after the thaw each dies before it
+ * returns to user space.
+ */
 static int kill_slot(struct cg_pool *p, uint32_t i)
 {
 	char dir[RUND_PATH_MAX + 80], freezer[RUND_PATH_MAX + 80] = "";
-	char buf[8192], *line, *save;
+	char buf[64];
 	uint32_t h;
 	int ret, round;
 
@@ -423,40 +459,29 @@ static int kill_slot(struct cg_pool *p, uint32_t i)
 		ret = write_file(dir, "cgroup.kill", "1");
 		if (ret != -ENOENT)
 			return ret;
-		/* Kernels before 5.14 have no cgroup.kill: kill pid by pid below. */
+		/* Kernels before 5.14 have no cgroup.kill: kill pid by pid. */
+		kill_listed(dir);
+		return 0;
 	}
 
 	for (h = 0; h < p->hdr->nr_hier; h++)
 		if (p->hdr->hier[h].controllers & RUND_CTRL_FREEZER)
 			current_path(p, i, h, freezer, sizeof(freezer));
-
-	/* Frozen tasks cannot fork or exit, so the pid list stays exact. */
 	if (freezer[0]) {
 		ret = write_file(freezer, "freezer.state", "FROZEN");
 		if (ret)
 			return ret;
-		for (round = 0; round < 1000; round++) {
+		for (round = 0; round < 2000; round++) {
 			if (read_file(freezer, "freezer.state", buf, sizeof(buf)) > 0 &&
 			    !strncmp(buf, "FROZEN", 6))
 				break;
-			usleep(1000);
+			backoff(round);
 		}
 	}
-
 	for (h = 0; h < p->hdr->nr_hier; h++) {
 		current_path(p, i, h, dir, sizeof(dir));
-		if (read_file(dir, "cgroup.procs", buf, sizeof(buf)) <= 0)
-			continue;
-		for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-			pid_t pid = (pid_t)atoi(line);
-
-			if (pid > 0)
-				kill(pid, SIGKILL);
-		}
-		if (p->hdr->layout == RUND_LAYOUT_V2)
-			break;
+		kill_listed(dir);
 	}
-
 	if (freezer[0])
 		return write_file(freezer, "freezer.state", "THAWED");
 	return 0;
@@ -465,37 +490,20 @@ static int kill_slot(struct cg_pool *p, uint32_t i)
 static int wait_empty(struct cg_pool *p, uint32_t i, int timeout_ms)
 {
 	uint64_t deadline = now_ns() + (uint64_t)timeout_ms * 1000000ULL;
-	char dir[RUND_PATH_MAX + 80], path[RUND_PATH_MAX + 100];
-	int ret, fd = -1;
+	bool has_freezer = p->hdr->controllers & RUND_CTRL_FREEZER;
+	int ret, round;
 
-	if (p->hdr->layout == RUND_LAYOUT_V2) {
-		current_path(p, i, 0, dir, sizeof(dir));
-		snprintf(path, sizeof(path), "%s/cgroup.events", dir);
-		fd = open(path, O_RDONLY | O_CLOEXEC);
-	}
-
-	for (;;) {
+	for (round = 0;; round++) {
 		ret = slot_populated(p, i);
 		if (ret <= 0)
-			break;
-		if (now_ns() > deadline) {
-			ret = -ETIMEDOUT;
-			break;
-		}
-		if (fd >= 0) {
-			/* cgroup.events raises POLLPRI when "populated" changes. */
-			struct pollfd pfd = { .fd = fd, .events = POLLPRI };
-
-			poll(&pfd, 1, 10);
-		} else {
-			usleep(500);
-			/* Stragglers that forked before the kill, on v1 without freezer. */
+			return ret;
+		if (now_ns() > deadline)
+			return -ETIMEDOUT;
+		/* Without a freezer a task may have forked before the kill: kill again. */
+		if (p->hdr->layout != RUND_LAYOUT_V2 && !has_freezer && round % 8 == 7)
 			kill_slot(p, i);
-		}
+		backoff(round);
 	}
-	if (fd >= 0)
-		close(fd);
-	return ret;
 }
 
 /* Write limits into slot i's directories (possibly under the id). */
