@@ -22,11 +22,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/fs.h>
+#include <linux/random.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/reboot.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "agent_proto.h"
@@ -42,6 +46,8 @@ static uint8_t txbuf[FRAME_MAX];
 static uint8_t rxbuf[FRAME_MAX];
 static char ro_dev[256] = "/dev/vda";
 static char rw_dev[256] = "/dev/vdb";
+/* rund.template=1: stop at the ready point without the writable layer. */
+static int template_guest;
 
 static void console(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void console(const char *fmt, ...)
@@ -161,6 +167,8 @@ static void parse_cmdline(void)
 			snprintf(ro_dev, sizeof(ro_dev), "%s", tok + 8);
 		else if (!strncmp(tok, "rund.rw=", 8))
 			snprintf(rw_dev, sizeof(rw_dev), "%s", tok + 8);
+		else if (!strcmp(tok, "rund.template=1"))
+			template_guest = 1;
 	}
 }
 
@@ -203,9 +211,13 @@ static int open_port(void)
 	return fd == -1 ? -ENOENT : fd;
 }
 
-static void mount_root(void)
+static void mount_ro(void)
 {
 	mount_or_fail(ro_dev, RO_MNT, "erofs", MS_RDONLY, NULL);
+}
+
+static void mount_rw_and_switch(void)
+{
 	mount_or_fail(rw_dev, RW_MNT, "ext4", MS_NOATIME, NULL);
 	mkdir(RW_MNT "/upper", 0755);
 	mkdir(RW_MNT "/work", 0755);
@@ -225,6 +237,12 @@ static void mount_root(void)
 	mount_or_fail("devtmpfs", "/dev", "devtmpfs", MS_NOSUID, NULL);
 	mount_or_fail("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
 	mount_or_fail("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
+}
+
+static void mount_root(void)
+{
+	mount_ro();
+	mount_rw_and_switch();
 }
 
 /* Read exactly len bytes from the port; 0 on success, -EPIPE at end of stream. */
@@ -582,6 +600,206 @@ static __attribute__((noreturn)) void run_command(struct run_request *req)
 	}
 }
 
+/* Template guests */
+
+/*
+ * Files every start reads, read once before the snapshot so that their pages
+ * sit in the guest page cache that all clones share. The image may list more
+ * in /etc/rund/hot-files, one absolute path per line.
+ */
+static const char *const default_hot_files[] = {
+	"/lib64/ld-linux-x86-64.so.2",
+	"/lib/x86_64-linux-gnu/libc.so.6",
+	"/bin/sh",
+	"/usr/bin/env",
+};
+
+static void read_file(const char *path)
+{
+	static char buf[65536];
+	char full[512];
+	int fd;
+
+	snprintf(full, sizeof(full), "%s%s", RO_MNT, path);
+	fd = open(full, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	while (read(fd, buf, sizeof(buf)) > 0)
+		;
+	close(fd);
+}
+
+static void read_hot_files(void)
+{
+	char line[512];
+	size_t i;
+	FILE *f;
+
+	for (i = 0; i < sizeof(default_hot_files) / sizeof(default_hot_files[0]); i++)
+		read_file(default_hot_files[i]);
+	f = fopen(RO_MNT "/etc/rund/hot-files", "re");
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		line[strcspn(line, "\n")] = '\0';
+		if (line[0] == '/')
+			read_file(line);
+	}
+	fclose(f);
+}
+
+static void send_ack(void)
+{
+	struct rund_agent_msgbuf m;
+
+	rund_agent_msg_init(&m, txbuf, sizeof(txbuf), RUND_AGENT_MSG_ACK);
+	if (send_msg(&m))
+		fail(RUND_AGENT_STAGE_IO, errno, "failed to send ACK");
+}
+
+static char boot_id[37];
+
+/*
+ * Give this clone its own clock, random state and names: every clone of one
+ * template resumes with the snapshot's clock and the same CRNG state.
+ */
+static void apply_identity(uint32_t len)
+{
+	struct {
+		struct rand_pool_info info;
+		uint8_t buf[256];
+	} pool;
+	struct rund_agent_attr_iter it;
+	const uint8_t *data, *ent = NULL;
+	uint32_t alen, ent_len = 0;
+	uint64_t time_ns = 0;
+	uint16_t type;
+	int ret, fd;
+
+	rund_agent_attr_iter_init(&it, rxbuf, len);
+	while ((ret = rund_agent_attr_next(&it, &type, &data, &alen)) > 0) {
+		switch (type) {
+		case RUND_AGENT_ATTR_TIME_NS:
+			if (alen != 8)
+				fail(RUND_AGENT_STAGE_PROTOCOL, EPROTO, "IDENTITY: TIME_NS is not a u64");
+			time_ns = rund_agent_get_le64(data);
+			break;
+		case RUND_AGENT_ATTR_ENTROPY:
+			if (alen < 32 || alen > 256)
+				fail(RUND_AGENT_STAGE_PROTOCOL, EPROTO,
+				     "IDENTITY: ENTROPY has %u bytes, expected 32-256", alen);
+			ent = data;
+			ent_len = alen;
+			break;
+		case RUND_AGENT_ATTR_HOSTNAME:
+			if (!rund_agent_attr_is_str(data, alen) || sethostname((const char *)data, alen - 1))
+				fail(RUND_AGENT_STAGE_PROTOCOL, errno ? errno : EPROTO,
+				     "IDENTITY: failed to set the hostname");
+			break;
+		case RUND_AGENT_ATTR_BOOT_ID:
+			if (alen != 16)
+				fail(RUND_AGENT_STAGE_PROTOCOL, EPROTO, "IDENTITY: BOOT_ID is not 16 bytes");
+			snprintf(boot_id, sizeof(boot_id),
+				 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+				 data[0], data[1], data[2], data[3], data[4], data[5], data[6], data[7],
+				 data[8], data[9], data[10], data[11], data[12], data[13], data[14],
+				 data[15]);
+			break;
+		default:
+			break;
+		}
+	}
+	if (ret < 0)
+		fail(RUND_AGENT_STAGE_PROTOCOL, EPROTO, "IDENTITY holds a truncated attribute");
+	if (!time_ns || !ent)
+		fail(RUND_AGENT_STAGE_PROTOCOL, EPROTO, "IDENTITY lacks TIME_NS or ENTROPY");
+
+	{
+		struct timespec ts = {
+			.tv_sec = (time_t)(time_ns / 1000000000),
+			.tv_nsec = (long)(time_ns % 1000000000),
+		};
+
+		if (clock_settime(CLOCK_REALTIME, &ts))
+			fail(RUND_AGENT_STAGE_MOUNT, errno, "failed to set the clock");
+	}
+
+	/* Credit the host's bytes, then make the CRNG reseed from them now. */
+	fd = open("/dev/urandom", O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		fail(RUND_AGENT_STAGE_MOUNT, errno, "failed to open /dev/urandom");
+	pool.info.entropy_count = (int)ent_len * 8;
+	pool.info.buf_size = (int)ent_len;
+	memcpy(pool.buf, ent, ent_len);
+	if (ioctl(fd, RNDADDENTROPY, &pool) || ioctl(fd, RNDRESEEDCRNG))
+		fail(RUND_AGENT_STAGE_MOUNT, errno, "failed to reseed the kernel's random generator");
+	memset(&pool, 0, sizeof(pool));
+	close(fd);
+}
+
+/*
+ * The kernel read the placeholder layer device when it probed it (partition
+ * scan); drop those cached blocks before the clone's own layer is mounted.
+ */
+static void mount_layer(void)
+{
+	int fd = open(rw_dev, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0 || ioctl(fd, BLKFLSBUF, 0))
+		fail(RUND_AGENT_STAGE_MOUNT, errno, "failed to drop cached blocks of %s", rw_dev);
+	close(fd);
+	mount_rw_and_switch();
+	if (boot_id[0]) {
+		/* The kernel's boot_id cannot be written: show the host's over it. */
+		fd = open("/tmp/.rund-boot-id", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0444);
+		if (fd >= 0) {
+			dprintf(fd, "%s\n", boot_id);
+			close(fd);
+			if (mount("/tmp/.rund-boot-id", "/proc/sys/kernel/random/boot_id", NULL,
+				  MS_BIND, NULL))
+				console("failed to bind the boot id: %s", strerror(errno));
+		}
+	}
+}
+
+/*
+ * A template guest stops here: READY tells the host to save it. Each clone
+ * resumes in read_frame() below and gets IDENTITY and MOUNT_LAYER before RUN.
+ */
+static void template_ready_point(void)
+{
+	struct rund_agent_hdr hdr;
+	int have_identity = 0, have_layer = 0;
+
+	mount_ro();
+	read_hot_files();
+	send_ready();
+
+	for (;;) {
+		read_frame(&hdr);
+		switch (hdr.type) {
+		case RUND_AGENT_MSG_IDENTITY:
+			apply_identity(hdr.len);
+			have_identity = 1;
+			send_ack();
+			break;
+		case RUND_AGENT_MSG_MOUNT_LAYER:
+			if (!have_identity)
+				fail(RUND_AGENT_STAGE_PROTOCOL, EPROTO, "MOUNT_LAYER before IDENTITY");
+			mount_layer();
+			have_layer = 1;
+			send_ack();
+			break;
+		default:
+			fail(RUND_AGENT_STAGE_PROTOCOL, EPROTO,
+			     "expected IDENTITY or MOUNT_LAYER in a template clone, got message type %u",
+			     hdr.type);
+		}
+		if (have_identity && have_layer)
+			return;
+	}
+}
+
 int main(int argc, char **argv)
 {
 	struct run_request *req;
@@ -614,9 +832,12 @@ int main(int argc, char **argv)
 	}
 
 	/* The initramfs mounts stay behind, hidden under the new root. */
-	mount_root();
-
-	send_ready();
+	if (template_guest) {
+		template_ready_point();
+	} else {
+		mount_root();
+		send_ready();
+	}
 
 	read_frame(&hdr);
 	if (hdr.type != RUND_AGENT_MSG_RUN)

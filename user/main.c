@@ -11,6 +11,7 @@ static const struct rund_verb verbs[] = {
 	{ "layer", cmd_layer, "create, check and list writable-layer images" },
 	{ "run", cmd_run, "run a command in a new microVM sandbox" },
 	{ "pool", cmd_pool, "drive the node's cgroup pool (init, acquire, release, list, stats)" },
+	{ "template", cmd_template, "create, list, show and delete VM templates" },
 };
 
 static void usage(FILE *out)

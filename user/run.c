@@ -27,6 +27,7 @@
 #include "error.h"
 #include "layer.h"
 #include "qmp.h"
+#include "template.h"
 #include "util.h"
 #include "verbs.h"
 #include "vm.h"
@@ -35,6 +36,7 @@
 #define CONSOLE_TAIL 4096	/* bytes of guest console kept for errors */
 #define QEMU_STDERR_MAX 4096
 #define REBOOT_WAIT_MS 5000	/* QEMU exit after the guest's reboot() */
+#define RESTORE_TIMEOUT_MS 10000	/* template restore and clone setup */
 
 struct run_opts {
 	const char *image;
@@ -52,12 +54,15 @@ struct run_opts {
 	int nenv;
 	const char *workdir;
 	char **argv;
+	const char *template_name;	/* --template: required template */
+	bool no_template;		/* --no-template: always boot cold */
 };
 
 enum phase {
 	PHASE_LAUNCH,
 	PHASE_LAYER,
 	PHASE_SPAWN,
+	PHASE_RESTORE,
 	PHASE_READY,
 	PHASE_STARTED,
 	PHASE_EXITED,
@@ -68,6 +73,7 @@ enum phase {
 static const char *const phase_names[PHASE_COUNT] = {
 	[PHASE_LAYER] = "layer",
 	[PHASE_SPAWN] = "spawn",
+	[PHASE_RESTORE] = "restore",
 	[PHASE_READY] = "agent_ready",
 	[PHASE_STARTED] = "function_start",
 	[PHASE_EXITED] = "function_end",
@@ -96,6 +102,7 @@ struct run {
 	bool kvm_failed;		/* QEMU failed under KVM before READY */
 	pid_t qemu_pid;
 	uint32_t guest_pid;
+	struct rund_template *tmpl;	/* the template restored, NULL for a cold boot */
 	struct tail console;
 	char qemu_err[QEMU_STDERR_MAX];
 	size_t qemu_err_len;
@@ -189,6 +196,9 @@ static void usage(FILE *out)
 		"  --allow-copy     copy the layer image when its filesystem has no reflink\n"
 		"  --kernel PATH    guest kernel (default $RUND_KERNEL or %s)\n"
 		"  --initrd PATH    agent initramfs (default $RUND_INITRD or %s)\n"
+		"  --template NAME  restore template NAME instead of booting; fail when it\n"
+		"                   does not match (default: any matching template)\n"
+		"  --no-template    always boot cold\n"
 		"  --timings        print per-phase durations to stderr\n"
 		"  --json           print one JSON result object to stderr at the end\n"
 		"  --json-fd FD     print the JSON result object to descriptor FD instead\n"
@@ -217,7 +227,7 @@ static int parse_uint(const char *opt, const char *s, long min, long max, unsign
 
 enum {
 	OPT_IMAGE = 256, OPT_LAYER, OPT_MEMORY, OPT_VCPUS, OPT_TIMEOUT, OPT_TIMINGS,
-	OPT_JSON, OPT_JSON_FD, OPT_ALLOW_COPY, OPT_ENV, OPT_WORKDIR, OPT_KERNEL, OPT_INITRD,
+	OPT_JSON, OPT_JSON_FD, OPT_ALLOW_COPY, OPT_ENV, OPT_WORKDIR, OPT_KERNEL, OPT_INITRD, OPT_TEMPLATE, OPT_NO_TEMPLATE,
 };
 
 static int parse_args(int argc, char **argv, struct run_opts *o)
@@ -236,6 +246,8 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
 		{ "workdir", required_argument, NULL, OPT_WORKDIR },
 		{ "kernel", required_argument, NULL, OPT_KERNEL },
 		{ "initrd", required_argument, NULL, OPT_INITRD },
+		{ "template", required_argument, NULL, OPT_TEMPLATE },
+		{ "no-template", no_argument, NULL, OPT_NO_TEMPLATE },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -261,6 +273,8 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
 		case OPT_LAYER: o->layer = optarg; break;
 		case OPT_KERNEL: o->kernel = optarg; break;
 		case OPT_INITRD: o->initrd = optarg; break;
+		case OPT_TEMPLATE: o->template_name = optarg; break;
+		case OPT_NO_TEMPLATE: o->no_template = true; break;
 		case OPT_WORKDIR:
 			if (optarg[0] != '/') {
 				fprintf(stderr, "rund-helper run: invalid --workdir '%s': expected an absolute path\n",
@@ -390,24 +404,31 @@ static int error_status(const struct rund_agent_message *m)
 	return RUND_EXIT_FAILED;
 }
 
-static int handle_message(struct run *r, const struct rund_agent_message *m)
+/* The agent is ready (READY, or a template clone set up): queue RUN. */
+static int send_run(struct run *r)
 {
 	struct rund_error err = { 0 };
 	int len;
+
+	r->ready = true;
+	mark(r, PHASE_READY);
+	len = rund_agent_encode_run(r->txbuf, r->o->argv, r->o->env, r->o->workdir, &err);
+	if (len < 0)
+		return fail_run(r, RUND_EXIT_FAILED, "rund", "%s", err.msg);
+	queue_frame(r, (uint32_t)len);
+	r->stdin_open = true;
+	return 0;
+}
+
+static int handle_message(struct run *r, const struct rund_agent_message *m)
+{
 
 	switch (m->type) {
 	case RUND_AGENT_MSG_READY:
 		if (r->ready)
 			return fail_run(r, RUND_EXIT_FAILED, "rund",
 					"protocol error: guest sent READY twice");
-		r->ready = true;
-		mark(r, PHASE_READY);
-		len = rund_agent_encode_run(r->txbuf, r->o->argv, r->o->env, r->o->workdir, &err);
-		if (len < 0)
-			return fail_run(r, RUND_EXIT_FAILED, "rund", "%s", err.msg);
-		queue_frame(r, (uint32_t)len);
-		r->stdin_open = true;
-		return 0;
+		return send_run(r);
 	case RUND_AGENT_MSG_STARTED:
 		if (!r->ready || r->started)
 			break;
@@ -686,6 +707,8 @@ static void print_json(const struct run *r)
 		json_object_object_add(o, "accelerator_reason",
 				       json_object_new_string(r->vm.accel_reason));
 	json_object_object_add(o, "qemu_pid", json_object_new_int(r->qemu_pid));
+	json_object_object_add(o, "template",
+			       r->tmpl ? json_object_new_string(r->tmpl->name) : NULL);
 	json_object_object_add(o, "layer_source",
 			       r->have_layer_source ?
 			       json_object_new_string(rund_layer_source_name(r->layer_source)) : NULL);
@@ -743,6 +766,68 @@ static int setup_signals(struct run *r, sigset_t *old)
 	return r->sig_fd < 0 ? -errno : 0;
 }
 
+/*
+ * Choose the template to restore: the one named by --template, which must
+ * match, or else the newest one that matches this sandbox. Sets r->tmpl.
+ */
+static int pick_template(struct run *r, struct rund_error *err)
+{
+	struct rund_template_want want = {
+		.image = r->o->image,
+		.kernel = r->o->kernel,
+		.initrd = r->o->initrd,
+		.memory_mib = r->o->memory_mib,
+		.vcpus = r->o->vcpus,
+	};
+	struct stat st;
+	int ret;
+
+	if (r->o->no_template)
+		return 0;
+	if (fstat(r->layer_fd, &st))
+		return rund_error_set(err, errno, "failed to stat the writable layer");
+	want.layer_size = (uint64_t)st.st_size;
+	r->tmpl = calloc(1, sizeof(*r->tmpl));
+	if (!r->tmpl)
+		return rund_error_setx(err, ENOMEM, "out of memory");
+	if (r->o->template_name) {
+		ret = rund_template_load(r->o->template_name, r->tmpl, err);
+		if (!ret)
+			ret = rund_template_check(r->tmpl, &want, err);
+	} else {
+		ret = rund_template_find(&want, r->tmpl, err);
+		if (ret == -ENOENT) {
+			/* No matching template: boot cold. */
+			free(r->tmpl);
+			r->tmpl = NULL;
+			return 0;
+		}
+	}
+	if (ret) {
+		free(r->tmpl);
+		r->tmpl = NULL;
+	}
+	return ret;
+}
+
+/* Load the template's device state into the new QEMU, then set up the clone. */
+static int restore_template(struct run *r, int qmp_fd, int agent_fd, struct rund_error *err)
+{
+	struct rund_qmp q;
+	int ret;
+
+	ret = rund_qmp_open(&q, qmp_fd, RESTORE_TIMEOUT_MS, err);
+	if (ret)
+		return ret;
+	ret = rund_template_restore(r->tmpl, &q, RESTORE_TIMEOUT_MS, NULL, err);
+	/* QEMU keeps running; a later stop_qemu() kills it without QMP. */
+	rund_qmp_close(&q);
+	if (ret)
+		return ret;
+	mark(r, PHASE_RESTORE);
+	return rund_template_personalize(agent_fd, r->id, r->id, RESTORE_TIMEOUT_MS, err);
+}
+
 static int start(struct run *r)
 {
 	struct rund_vm_config cfg = { 0 };
@@ -777,6 +862,9 @@ static int start(struct run *r)
 	r->have_layer_source = true;
 	mark(r, PHASE_LAYER);
 
+	if (pick_template(r, &err))
+		return fail_run(r, RUND_EXIT_FAILED, "rund", "%s", err.msg);
+
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, agent) ||
 	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, qmp) ||
 	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, con) ||
@@ -797,12 +885,27 @@ static int start(struct run *r)
 	cfg.memory_mib = r->o->memory_mib;
 	cfg.vcpus = r->o->vcpus;
 	cfg.cgroup_fd = -1;
+	if (r->tmpl) {
+		cfg.memory_path = r->tmpl->memory_path;
+		cfg.memory_share = false;
+		cfg.incoming = true;
+	}
 	ret = rund_vm_start(&cfg, &r->vm, &err);
 	if (ret) {
 		ret = fail_run(r, RUND_EXIT_FAILED, "rund", "%s", err.msg);
 		goto out_close;
 	}
 	mark(r, PHASE_SPAWN);
+	if (r->tmpl) {
+		ret = restore_template(r, qmp[0], agent[0], &err);
+		qmp[0] = -1;	/* closed by restore_template() */
+		if (ret) {
+			ret = fail_run(r, RUND_EXIT_FAILED, "rund", "%s", err.msg);
+			rund_vm_reap(&r->vm, 0);
+			r->vm.pid = -1;
+			goto out_close;
+		}
+	}
 
 	r->agent_fd = agent[0];
 	r->qmp_fd = qmp[0];
@@ -812,7 +915,7 @@ static int start(struct run *r)
 	fcntl(r->agent_fd, F_SETFL, O_NONBLOCK);
 	fcntl(r->console_fd, F_SETFL, O_NONBLOCK);
 	fcntl(r->qemu_err_fd, F_SETFL, O_NONBLOCK);
-	ret = 0;
+	ret = r->tmpl ? send_run(r) : 0;
 
 out_close:
 	close_fd(&agent[0]);
@@ -943,5 +1046,6 @@ out:
 	free(r.reader);
 	free(r.txbuf);
 	free(o.env);
+	free(r.tmpl);
 	return r.status;
 }

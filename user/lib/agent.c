@@ -20,6 +20,7 @@ static bool guest_may_send(uint16_t type)
 	case RUND_AGENT_MSG_STDERR:
 	case RUND_AGENT_MSG_EXIT:
 	case RUND_AGENT_MSG_ERROR:
+	case RUND_AGENT_MSG_ACK:	/* to IDENTITY and MOUNT_LAYER in template clones */
 		return true;
 	default:
 		return false;

@@ -339,7 +339,7 @@ static void arg_free(struct arglist *a)
  * the host TSC, and without the hint a loaded host can stall the guest's
  * calibration on microvm, which has no HPET or PM timer.
  */
-static unsigned long host_tsc_khz(void)
+unsigned long rund_host_tsc_khz(void)
 {
 	char line[256];
 	double mhz = 0;
@@ -355,13 +355,30 @@ static unsigned long host_tsc_khz(void)
 	return (unsigned long)(mhz * 1000);
 }
 
+void rund_vm_cmdline(enum rund_accel accel, bool template_guest, char *buf, size_t size)
+{
+	size_t n;
+
+	n = (size_t)snprintf(buf, size,
+			     "console=ttyS0 quiet reboot=t panic=-1 rund.ro=/dev/vda rund.rw=/dev/vdb");
+	if (accel == RUND_ACCEL_TCG) {
+		unsigned long khz = rund_host_tsc_khz();
+
+		if (khz && n < size)
+			n += (size_t)snprintf(buf + n, size - n, " tsc_early_khz=%lu", khz);
+		if (n < size)
+			n += (size_t)snprintf(buf + n, size - n, " noapictimer");
+	}
+	if (template_guest && n < size)
+		snprintf(buf + n, size - n, " rund.template=1");
+}
+
 int rund_vm_start(const struct rund_vm_config *cfg, struct rund_vm *vm, struct rund_error *err)
 {
 	struct rund_spawn_opts so = { 0 };
 	struct rund_spawn_result sr = { 0 };
 	struct arglist a = { .argc = 0 };
-	char cmdline[512];
-	unsigned long khz;
+	char cmdline[RUND_VM_CMDLINE_MAX];
 	int keep[5];
 	int i, ret;
 
@@ -371,16 +388,7 @@ int rund_vm_start(const struct rund_vm_config *cfg, struct rund_vm *vm, struct r
 	vm->accel = rund_accel_detect(&vm->accel_reason);
 	vm->qemu = vm->accel == RUND_ACCEL_KVM ? RUND_QEMU_MICROVM : RUND_QEMU_FULL;
 
-	snprintf(cmdline, sizeof(cmdline),
-		 "console=ttyS0 quiet reboot=t panic=-1 rund.ro=/dev/vda rund.rw=/dev/vdb");
-	if (vm->accel == RUND_ACCEL_TCG) {
-		size_t n = strlen(cmdline);
-
-		khz = host_tsc_khz();
-		if (khz)
-			n += snprintf(cmdline + n, sizeof(cmdline) - n, " tsc_early_khz=%lu", khz);
-		snprintf(cmdline + n, sizeof(cmdline) - n, " noapictimer");
-	}
+	rund_vm_cmdline(vm->accel, cfg->template_guest, cmdline, sizeof(cmdline));
 
 	arg_add(&a, "%s", vm->qemu);
 	arg_add(&a, "-M");
@@ -400,12 +408,26 @@ int rund_vm_start(const struct rund_vm_config *cfg, struct rund_vm *vm, struct r
 	arg_add(&a, "%u", cfg->memory_mib);
 	arg_add(&a, "-smp");
 	arg_add(&a, "%u", cfg->vcpus);
-	arg_add(&a, "-kernel");
-	arg_add(&a, "%s", cfg->kernel);
-	arg_add(&a, "-initrd");
-	arg_add(&a, "%s", cfg->initrd);
-	arg_add(&a, "-append");
-	arg_add(&a, "%s", cmdline);
+	if (cfg->memory_path) {
+		/* A named file, so that x-ignore-shared can leave the RAM out of a template. */
+		arg_add(&a, "-object");
+		arg_add(&a, "memory-backend-file,id=ram,size=%uM,mem-path=%s,share=%s",
+			cfg->memory_mib, cfg->memory_path, cfg->memory_share ? "on" : "off");
+		arg_add(&a, "-machine");
+		arg_add(&a, "memory-backend=ram");
+	}
+	if (cfg->incoming) {
+		/* The kernel and its command line are in the restored RAM already. */
+		arg_add(&a, "-incoming");
+		arg_add(&a, "defer");
+	} else {
+		arg_add(&a, "-kernel");
+		arg_add(&a, "%s", cfg->kernel);
+		arg_add(&a, "-initrd");
+		arg_add(&a, "%s", cfg->initrd);
+		arg_add(&a, "-append");
+		arg_add(&a, "%s", cmdline);
+	}
 
 	/* Serial console and QMP on socket pairs: no path to clean up. */
 	arg_add(&a, "-chardev");
@@ -426,10 +448,17 @@ int rund_vm_start(const struct rund_vm_config *cfg, struct rund_vm *vm, struct r
 	arg_add(&a, "driver=raw,node-name=image,file=image-file,read-only=on");
 	arg_add(&a, "-device");
 	arg_add(&a, "virtio-blk-device,drive=image");
-	arg_add(&a, "-add-fd");
-	arg_add(&a, "fd=%d,set=2,opaque=rund-layer", cfg->layer_fd);
-	arg_add(&a, "-blockdev");
-	arg_add(&a, "driver=file,node-name=layer-file,filename=/dev/fdset/2,locking=off");
+	if (cfg->layer_placeholder) {
+		/* A template's layer device: the guest never mounts it. */
+		arg_add(&a, "-blockdev");
+		arg_add(&a, "driver=null-co,node-name=layer-file,size=%llu,read-zeroes=on",
+			cfg->layer_placeholder);
+	} else {
+		arg_add(&a, "-add-fd");
+		arg_add(&a, "fd=%d,set=2,opaque=rund-layer", cfg->layer_fd);
+		arg_add(&a, "-blockdev");
+		arg_add(&a, "driver=file,node-name=layer-file,filename=/dev/fdset/2,locking=off");
+	}
 	arg_add(&a, "-blockdev");
 	arg_add(&a, "driver=raw,node-name=layer,file=layer-file");
 	arg_add(&a, "-device");

@@ -8,8 +8,10 @@
 #define RUND_VM_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <sys/types.h>
 
+#include "agent_proto.h"
 #include "error.h"
 
 #define RUND_KERNEL_DIR "/var/lib/rund/kernel"
@@ -80,7 +82,24 @@ struct rund_vm_config {
 	unsigned int vcpus;
 	int cgroup_fd;			/* see struct rund_spawn_opts */
 	bool cgroup_fallback;
+	/* Templates (template.h); all zero for a cold boot. */
+	const char *memory_path;	/* guest RAM in this file, NULL: anonymous */
+	bool memory_share;		/* map it shared (making a template) or private */
+	bool incoming;			/* -incoming defer: wait for migrate-incoming */
+	bool template_guest;		/* rund.template=1: agent stops at its ready point */
+	unsigned long long layer_placeholder;	/* >0: null-co layer of this size, no layer_fd */
 };
+
+/* Guest devices in bus order; a template and its clones must agree on it. */
+#define RUND_VM_DEVICE_LAYOUT \
+	"serial:console,virtio-blk:image,virtio-blk:layer,virtio-serial:" RUND_AGENT_PORT_NAME
+#define RUND_VM_CMDLINE_MAX 512
+
+/* Host TSC frequency in kHz from /proc/cpuinfo, 0 when unknown. */
+unsigned long rund_host_tsc_khz(void);
+
+/* Write the guest kernel command line rund_vm_start() passes for accel. */
+void rund_vm_cmdline(enum rund_accel accel, bool template_guest, char *buf, size_t size);
 
 struct rund_vm {
 	pid_t pid;
