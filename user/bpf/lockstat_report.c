@@ -72,6 +72,15 @@ static const struct lockstat_inference inferences[] = {
 	{ "proc_cgroup_show", LOCKSTAT_CLASS_SPIN, "css_set_lock" },
 	{ "cgroup_show_path", LOCKSTAT_CLASS_SPIN, "css_set_lock" },
 
+	/* mutex_lock(&freezer_mutex) in kernel/cgroup/legacy_freezer.c (v1 freezer) */
+	{ "freezer_attach", LOCKSTAT_CLASS_MUTEX, "freezer_mutex" },
+	{ "freezer_fork", LOCKSTAT_CLASS_MUTEX, "freezer_mutex" },
+	{ "freezer_css_online", LOCKSTAT_CLASS_MUTEX, "freezer_mutex" },
+	{ "freezer_css_offline", LOCKSTAT_CLASS_MUTEX, "freezer_mutex" },
+	{ "freezer_read", LOCKSTAT_CLASS_MUTEX, "freezer_mutex" },
+	{ "freezer_change_state", LOCKSTAT_CLASS_MUTEX, "freezer_mutex" },
+	{ "freezer_write", LOCKSTAT_CLASS_MUTEX, "freezer_mutex" },	/* inlined freezer_change_state() */
+
 	/*
 	 * percpu_down_write(&cgroup_threadgroup_rwsem) in cgroup_attach_lock()
 	 * (cgroup_procs_write_start() before 5.17), and the read side of
