@@ -8,11 +8,13 @@
  * lock and per kernel stack. It runs for a duration, until interrupted, or
  * around a command whose exit status it passes through.
  *
- * Exit status: 0 after a traced period; the command's status (128+N for
- * signal N) with a command; 64 for invalid options; 69 when the kernel lacks
- * BTF or the tracepoints, or refuses to load or attach the programs; 125 when
- * the tool itself fails; 126 and 127 when the command cannot be run or is not
- * found.
+ * Exit status:
+ *   0        a traced period ended
+ *   N        with a command: its exit status, or 128+N when signal N killed it
+ *   64       invalid options
+ *   69       no kernel BTF or contention tracepoints, or load or attach rejected
+ *   125      the tool itself failed
+ *   126, 127 the command cannot be executed, or was not found
  */
 #include <argp.h>
 #include <errno.h>
@@ -128,7 +130,7 @@ static const struct argp_option options[] = {
 	{},
 };
 
-/* Parses a decimal integer in [min, max]; rejects signs, spaces and suffixes. */
+/* Parses a decimal integer in [min, max]. Signs, spaces and suffixes are invalid. */
 static int parse_ulong(const char *arg, unsigned long min, unsigned long max,
 		       unsigned long *value)
 {
@@ -445,7 +447,7 @@ static int run_command(char **command)
 	if (pid == 0) {
 		close(report_pipe[0]);
 		execvp(command[0], command);
-		/* The pipe closes on a successful exec; on failure it carries errno. */
+		/* The pipe closes on a successful exec. On failure it carries errno. */
 		child_errno = errno;
 		if (write(report_pipe[1], &child_errno, sizeof(child_errno)) < 0)
 			_exit(LOCKSTAT_EXIT_CANNOT_INVOKE);

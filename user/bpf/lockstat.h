@@ -52,7 +52,7 @@ static inline enum lockstat_class lockstat_classify(unsigned int flags)
  * A lock waiter in progress. The key has the thread id and the lock, so a
  * spinlock contended in an interrupt that arrives while the same thread
  * spins on a mutex gets its own entry. The idle threads all have tid 0, so
- * their key also holds the CPU.
+ * their key also contains the CPU.
  */
 struct lockstat_wait_key {
 	__u32 tid;

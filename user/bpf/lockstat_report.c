@@ -18,9 +18,10 @@
 
 /*
  * Callers whose lock is known from the kernel source, checked against
- * kernel/cgroup/cgroup.c and cgroup-v1.c of Linux 6.1 and holding through
- * 6.18 (cgroup_lock() became a wrapper around mutex_lock(&cgroup_mutex) in
- * 6.4, so callers that use it still appear by their own name). The caller is
+ * kernel/cgroup/cgroup.c, cgroup-v1.c and legacy_freezer.c of Linux 6.1 and
+ * against stacks recorded on 6.18. Newer kernels take cgroup_mutex through
+ * cgroup_lock(), an inline function, so its callers still appear by their
+ * own name. The caller is
  * the first stack frame outside the locking code, so a lock taken in an
  * inlined helper shows the function the helper was inlined into. The class
  * must match too: proc_cgroup_show() takes both cgroup_mutex and css_set_lock.
@@ -83,7 +84,7 @@ static const struct lockstat_inference inferences[] = {
 
 	/*
 	 * percpu_down_write(&cgroup_threadgroup_rwsem) in cgroup_attach_lock()
-	 * (cgroup_procs_write_start() before 5.17), and the read side of
+	 * (in cgroup_procs_write_start() on older kernels), and the read side of
 	 * cgroup_threadgroup_change_begin() on fork, exec and exit. The
 	 * cgroup_can_fork() entries cover cgroup_css_set_fork() inlined into it.
 	 */
@@ -98,7 +99,7 @@ static const struct lockstat_inference inferences[] = {
 
 /*
  * Frames of the locking code itself, which never name the caller. Most of it
- * sits in the __lock_text and __sched_text sections; these are the slow paths
+ * sits in the __lock_text and __sched_text sections. These are the slow paths
  * and tracing frames that live elsewhere.
  */
 static const char *const lock_code_prefixes[] = {
@@ -187,8 +188,8 @@ static bool matches_caller_filter(const struct ksyms *ksyms, const struct lockst
 }
 
 /*
- * A static lock lies in the kernel image; heap, vmalloc and per-CPU locks do
- * not. On x86-64 the image is mapped from _stext up to the module area at
+ * A static lock lies in the kernel image, but heap, vmalloc and per-CPU locks
+ * do not. On x86-64 the image is mapped from _stext up to the module area at
  * 0xffffffffc0000000 (Documentation/arch/x86/x86_64/mm.rst). Elsewhere the
  * check is skipped and every lock counts as static.
  */
