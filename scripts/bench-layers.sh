@@ -83,7 +83,12 @@ echo "guest: \$(./layer_bench --dir /mnt/xfs --method reflink --threads 8 --coun
 echo "guest: \$(./layer_bench --dir /mnt/xfs --method module --threads 8 --count $SUSTAINED --depth 8) (sustained)"
 EOF
 	log "## guest: QEMU TCG (no KVM), Debian 6.1 kernel, 2 vCPUs, XFS (reflink=1) on virtio-blk"
-	RUND_GUEST_XFS_SIZE=8G "$repo/selftests/layers/guest.sh" -t 1800 "$out/guest" 'sh ./bench.sh' \
-		2>&1 | grep '^guest: ' | tee -a "$results"
+	if ! RUND_GUEST_XFS_SIZE=8G "$repo/selftests/layers/guest.sh" -t 1800 "$out/guest" \
+		'sh ./bench.sh' >"$out/guest.log" 2>&1; then
+		cat "$out/guest.log" >&2
+		echo "bench-layers: the guest run failed; its output is above" >&2
+		exit 1
+	fi
+	grep '^guest: ' "$out/guest.log" | tee -a "$results"
 fi
 echo "bench-layers: results in $results"

@@ -34,6 +34,23 @@ fi
 payload=$1
 shift
 
+# Unpack Debian's kernel package matching the installed headers, once.
+if [ ! -d "$DEBIAN_KERNEL_ROOT/lib/modules" ]; then
+	headers=$(ls -d /usr/src/linux-headers-*-amd64 2>/dev/null | head -n1)
+	pkg=linux-image-${headers#/usr/src/linux-headers-}
+	if [ -z "$headers" ]; then
+		echo "guest.sh: no /usr/src/linux-headers-*-amd64 to pick the kernel version from" >&2
+		exit 4
+	fi
+	mkdir -p "$DEBIAN_KERNEL_ROOT"
+	if ! (cd "$(dirname "$DEBIAN_KERNEL_ROOT")" && apt-get download -q "$pkg" >"$DEBIAN_KERNEL_ROOT.log" 2>&1 &&
+	      dpkg-deb -x "$(ls "${pkg}"_*.deb | head -n1)" "$DEBIAN_KERNEL_ROOT"); then
+		cat "$DEBIAN_KERNEL_ROOT.log" >&2
+		echo "guest.sh: cannot download and unpack $pkg into $DEBIAN_KERNEL_ROOT" >&2
+		exit 4
+	fi
+fi
+
 kver=$(ls "$DEBIAN_KERNEL_ROOT/lib/modules" 2>/dev/null | head -n1 || true)
 vmlinuz="$DEBIAN_KERNEL_ROOT/boot/vmlinuz-$kver"
 for f in "$vmlinuz" "$RUND_KO" /bin/busybox; do

@@ -201,17 +201,17 @@ ko=${RUND_KO:-$BUILD/kmod/rund.ko}
 if [ -z "${RUND_KO:-}" ] && [ -n "$kdir" ] && [ -e "$repo/kmod/Kbuild" ]; then
 	make -s -C "$repo" kmod >"$work/kmod.log" 2>&1 || { diag < "$work/kmod.log"; }
 fi
-kroot=${DEBIAN_KERNEL_ROOT:-$BUILD/debian-kernel/root}
 if [ ! -e "$ko" ]; then
 	skip module_test "$ko not built (make kmod)"
-elif [ ! -d "$kroot/lib/modules" ]; then
-	skip module_test "Debian's 6.1 kernel is not unpacked at $kroot"
-elif RUND_KO=$ko "$here/guest.sh" "$out/guest" ./module_test >"$work/module.log" 2>&1; then
-	diag < "$work/module.log"
-	ok module_test
 else
+	RUND_KO=$ko "$here/guest.sh" "$out/guest" ./module_test >"$work/module.log" 2>&1
+	rc=$?
 	diag < "$work/module.log"
-	not_ok module_test
+	case $rc in
+	0) ok module_test ;;
+	4) skip module_test "$(tail -n1 "$work/module.log")" ;;
+	*) not_ok module_test ;;
+	esac
 fi
 
 # --- a guest filling its layer -------------------------------------------------
