@@ -36,8 +36,13 @@ struct {
 	__uint(value_size, LOCKSTAT_MAX_STACK_DEPTH * sizeof(__u64));
 } stacks SEC(".maps");
 
+/*
+ * A shared hash updated with atomic adds. A per-CPU hash would avoid the
+ * atomics but preallocates max_entries values for every CPU, which is
+ * hundreds of MiB on a large node.
+ */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, LOCKSTAT_MAX_ENTRIES);
 	__type(key, struct lockstat_key);
 	__type(value, struct lockstat_value);
@@ -159,18 +164,18 @@ static int record_end(void *lock)
 		}
 	}
 
+	__sync_fetch_and_add(&value->count, 1);
+	__sync_fetch_and_add(&value->total_ns, wait_ns);
+	__sync_fetch_and_add(&value->hist[log2_slot(wait_ns)], 1);
 	/*
-	 * The value is this CPU's copy, and the kernel skips a run of this
-	 * program that would nest inside another on the same CPU (counted as a
-	 * recursion miss), so plain updates do not race.
+	 * NOTE: racy. Two CPUs raising max_ns at once can keep the smaller wait,
+	 * or pair max_ns with the other thread's id. It needs two waits for the
+	 * same lock from the same stack ending within a few instructions.
 	 */
-	value->count++;
-	value->total_ns += wait_ns;
 	if (wait_ns > value->max_ns) {
 		value->max_ns = wait_ns;
 		value->max_tid = (__u32)pid_tgid;
 	}
-	value->hist[log2_slot(wait_ns)]++;
 	return 0;
 }
 

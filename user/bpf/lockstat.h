@@ -77,7 +77,6 @@ struct lockstat_key {
 	__u32 flags;
 };
 
-/* Per-CPU values: user space adds the CPUs' counts and takes the max of max_ns. */
 struct lockstat_value {
 	__u64 count;
 	__u64 total_ns;

@@ -284,26 +284,19 @@ static int compare_entry_lock(const void *a, const void *b)
 static int read_entries(struct lockstat_report *report, int stats_fd, int stacks_fd,
 			const struct ksyms *ksyms, const struct lockstat_report_options *options)
 {
-	int ncpus = libbpf_num_possible_cpus();
-	struct lockstat_value *percpu;
 	struct lockstat_key key, next;
 	size_t capacity = 0;
 	void *prev = NULL;
 	int err = 0;
 
-	if (ncpus < 0)
-		return ncpus;
-	percpu = calloc(ncpus, sizeof(*percpu));
-	if (!percpu)
-		return -ENOMEM;
-
 	while (bpf_map_get_next_key(stats_fd, prev, &next) == 0) {
 		struct lockstat_entry *entry;
-		int cpu, i;
+		struct lockstat_value value;
+		int i;
 
 		key = next;
 		prev = &key;
-		if (bpf_map_lookup_elem(stats_fd, &key, percpu))
+		if (bpf_map_lookup_elem(stats_fd, &key, &value))
 			continue;	/* deleted meanwhile: nothing to report */
 
 		if (report->entry_count == capacity) {
@@ -321,18 +314,7 @@ static int read_entries(struct lockstat_report *report, int stats_fd, int stacks
 		entry = &report->entries[report->entry_count];
 		memset(entry, 0, sizeof(*entry));
 		entry->key = key;
-		for (cpu = 0; cpu < ncpus; cpu++) {
-			const struct lockstat_value *v = &percpu[cpu];
-
-			entry->value.count += v->count;
-			entry->value.total_ns += v->total_ns;
-			if (v->max_ns > entry->value.max_ns) {
-				entry->value.max_ns = v->max_ns;
-				entry->value.max_tid = v->max_tid;
-			}
-			for (i = 0; i < LOCKSTAT_HIST_SLOTS; i++)
-				entry->value.hist[i] += v->hist[i];
-		}
+		entry->value = value;
 		if (!entry->value.count)
 			continue;
 
@@ -357,7 +339,6 @@ static int read_entries(struct lockstat_report *report, int stats_fd, int stacks
 		report->total_ns += entry->value.total_ns;
 		report->entry_count++;
 	}
-	free(percpu);
 	return err;
 }
 

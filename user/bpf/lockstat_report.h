@@ -19,7 +19,7 @@ enum lockstat_sort {
 	LOCKSTAT_SORT_AVG,
 };
 
-/* One (lock, flags, stack) aggregate with the CPUs' values combined. */
+/* One (lock, flags, stack) aggregate and its symbolized stack. */
 struct lockstat_entry {
 	struct lockstat_key key;
 	struct lockstat_value value;
