@@ -30,9 +30,14 @@ TMP=$(mktemp -d /tmp/rund-test-lockstat.XXXXXX)
 test_count=0
 failures=0
 
+sleeper=
+
 cleanup() {
 	local dir
 
+	if [ -n "$sleeper" ]; then
+		kill "$sleeper" 2>/dev/null
+	fi
 	# The burst script removes its own cgroups. This catches an interrupted run.
 	for dir in /sys/fs/cgroup/*/"$NAME"; do
 		[ -d "$dir" ] && find "$dir" -depth -type d -exec rmdir {} + 2>/dev/null
@@ -249,6 +254,20 @@ matching = [s for s in stacks if any(f.startswith("cgroup_kn_lock_live+") for f 
 print(f"# {len(matching)} of {len(stacks)} stacks match, {report['filtered_count']} waits left out")
 sys.exit(0 if stacks and len(matching) == len(stacks) else 1)
 EOF
+
+# A process that only sleeps waits for no lock, however busy the rest of the machine is.
+sleep 60 &
+sleeper=$!
+"$TOOL" -p "$sleeper" -j -n 0 -o "$TMP/pid.json" -- \
+	"$BURST" --name "$NAME" --workers "$BURST_WORKERS" --seconds 1 >/dev/null
+kill "$sleeper"
+wait "$sleeper" 2>/dev/null
+sleeper=
+pid_ns=$(json_field "$TMP/pid.json" total_ns)
+echo "# wait of the sleeping process during a burst: $pid_ns ns"
+check "pid filter leaves out other processes" \
+	python3 -c 'import sys; sys.exit(not 0 <= int(sys.argv[1]) * 100 <= int(sys.argv[2]))' \
+	"$pid_ns" "$burst_ns"
 
 "$TOOL" -c "$V2" -n 3 -s 2 -H -o "$TMP/text.out" -- \
 	"${IN_TEST_CGROUP[@]}" "$BURST" --name "$NAME" --workers "$BURST_WORKERS" --seconds 1 >/dev/null
