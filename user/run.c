@@ -26,6 +26,7 @@
 #include "agent.h"
 #include "error.h"
 #include "layer.h"
+#include "pool.h"
 #include "qmp.h"
 #include "template.h"
 #include "util.h"
@@ -60,6 +61,7 @@ struct run_opts {
 
 enum phase {
 	PHASE_LAUNCH,
+	PHASE_CGROUP,
 	PHASE_LAYER,
 	PHASE_SPAWN,
 	PHASE_RESTORE,
@@ -71,6 +73,7 @@ enum phase {
 };
 
 static const char *const phase_names[PHASE_COUNT] = {
+	[PHASE_CGROUP] = "cgroup_claim",
 	[PHASE_LAYER] = "layer",
 	[PHASE_SPAWN] = "spawn",
 	[PHASE_RESTORE] = "restore",
@@ -103,6 +106,7 @@ struct run {
 	pid_t qemu_pid;
 	uint32_t guest_pid;
 	struct rund_template *tmpl;	/* the template restored, NULL for a cold boot */
+	struct rund_pool_launch pool;	/* the cgroup slot QEMU is born in */
 	struct tail console;
 	char qemu_err[QEMU_STDERR_MAX];
 	size_t qemu_err_len;
@@ -681,13 +685,37 @@ static void print_timings(const struct run *r)
 	enum phase p, prev = PHASE_LAUNCH;
 
 	fprintf(stderr, "rund-helper run: timings (ms):");
-	for (p = PHASE_LAYER; p < PHASE_COUNT; p++) {
+	for (p = PHASE_CGROUP; p < PHASE_COUNT; p++) {
 		if (!r->t_set[p])
 			continue;
 		fprintf(stderr, " %s %.1f", phase_names[p], ms_between(&r->t[prev], &r->t[p]));
 		prev = p;
 	}
 	fprintf(stderr, " total %.1f\n", ms_between(&r->t[PHASE_LAUNCH], &r->t[prev]));
+	if (r->pool.used)
+		fprintf(stderr, "rund-helper run: cgroup slot %u (%s) from the %s pool backend, QEMU placed by %s\n",
+			r->pool.slot.index, r->pool.slot.path,
+			rund_pool_backend_name(r->pool.backend), r->pool.method);
+	else
+		fprintf(stderr, "rund-helper run: no cgroup slot: %s\n", r->pool.note);
+}
+
+/* The cgroup slot for --json: backend, placement method, slot, or why there is none. */
+static json_object *pool_json(const struct run *r)
+{
+	json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "backend", r->pool.used ?
+			       json_object_new_string(rund_pool_backend_name(r->pool.backend)) : NULL);
+	json_object_object_add(o, "method", json_object_new_string(r->pool.method ? r->pool.method : "none"));
+	if (r->pool.used) {
+		json_object_object_add(o, "slot", json_object_new_int64(r->pool.slot.index));
+		json_object_object_add(o, "path", json_object_new_string(r->pool.slot.path));
+		json_object_object_add(o, "claim_ms", json_object_new_double(r->pool.claim_ms));
+	} else {
+		json_object_object_add(o, "note", json_object_new_string(r->pool.note));
+	}
+	return o;
 }
 
 static void print_json(const struct run *r)
@@ -712,7 +740,7 @@ static void print_json(const struct run *r)
 	json_object_object_add(o, "layer_source",
 			       r->have_layer_source ?
 			       json_object_new_string(rund_layer_source_name(r->layer_source)) : NULL);
-	for (p = PHASE_LAYER; p < PHASE_COUNT; p++) {
+	for (p = PHASE_CGROUP; p < PHASE_COUNT; p++) {
 		if (!r->t_set[p])
 			continue;
 		json_object_object_add(t, phase_names[p],
@@ -722,6 +750,7 @@ static void print_json(const struct run *r)
 	json_object_object_add(t, "total",
 			       json_object_new_double(ms_between(&r->t[PHASE_LAUNCH], &r->t[prev])));
 	json_object_object_add(o, "timings_ms", t);
+	json_object_object_add(o, "cgroup", pool_json(r));
 	s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
 	dprintf(r->o->json_fd, "%s\n", s);
 	json_object_put(o);
@@ -828,8 +857,45 @@ static int restore_template(struct run *r, int qmp_fd, int agent_fd, struct rund
 	return rund_template_personalize(agent_fd, r->id, r->id, RESTORE_TIMEOUT_MS, err);
 }
 
+struct vm_start_call {
+	const struct rund_vm_config *cfg;
+	struct rund_vm *vm;
+	struct rund_error *err;
+};
+
+/* rund_vm_start() on the pool's launcher thread when the slot needs one. */
+static int vm_start_call(void *arg)
+{
+	struct vm_start_call *c = arg;
+
+	return rund_vm_start(c->cfg, c->vm, c->err);
+}
+
+/* RUND_POOL_BACKEND=auto|module|cgroupfs|none picks the cgroup pool backend (default auto). */
+static int pool_backend_env(enum rund_pool_backend *backend, bool *disabled)
+{
+	const char *s = getenv("RUND_POOL_BACKEND");
+
+	*backend = RUND_POOL_BACKEND_AUTO;
+	*disabled = false;
+	if (!s || !*s || !strcmp(s, "auto"))
+		return 0;
+	if (!strcmp(s, "module"))
+		*backend = RUND_POOL_BACKEND_MODULE;
+	else if (!strcmp(s, "cgroupfs"))
+		*backend = RUND_POOL_BACKEND_CGROUPFS;
+	else if (!strcmp(s, "none"))
+		*disabled = true;
+	else
+		return -EINVAL;
+	return 0;
+}
+
 static int start(struct run *r)
 {
+	struct vm_start_call call;
+	enum rund_pool_backend backend;
+	bool pool_disabled;
 	struct rund_vm_config cfg = { 0 };
 	struct rund_error err = { 0 };
 	int agent[2] = { -1, -1 }, qmp[2] = { -1, -1 }, con[2] = { -1, -1 };
@@ -841,6 +907,19 @@ static int start(struct run *r)
 	if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
 		rnd = (uint64_t)getpid() << 32 ^ (uint64_t)time(NULL);
 	snprintf(r->id, sizeof(r->id), "%016llx", (unsigned long long)rnd);
+
+	/*
+	 * Claim the cgroup slot first: on v1 the launcher thread moves into it
+	 * while the layer is made, so the spawn itself writes no cgroup file.
+	 */
+	rund_pool_launch_end(&r->pool, &err);
+	if (pool_backend_env(&backend, &pool_disabled))
+		return fail_run(r, RUND_EXIT_FAILED, "rund",
+				"invalid RUND_POOL_BACKEND '%s': use auto, module, cgroupfs or none",
+				getenv("RUND_POOL_BACKEND"));
+	if (rund_pool_launch_claim(&r->pool, backend, pool_disabled, r->id, NULL, &err))
+		return fail_run(r, RUND_EXIT_FAILED, "rund", "cgroup slot: %s", err.msg);
+	mark(r, PHASE_CGROUP);
 
 	if (access(r->o->kernel, R_OK))
 		return fail_run(r, RUND_EXIT_FAILED, "rund",
@@ -884,15 +963,23 @@ static int start(struct run *r)
 	cfg.stderr_fd = errp[1];
 	cfg.memory_mib = r->o->memory_mib;
 	cfg.vcpus = r->o->vcpus;
-	cfg.cgroup_fd = -1;
+	cfg.cgroup_fd = rund_pool_launch_cgroup_fd(&r->pool);
 	if (r->tmpl) {
 		cfg.memory_path = r->tmpl->memory_path;
 		cfg.memory_share = false;
 		cfg.incoming = true;
 	}
-	ret = rund_vm_start(&cfg, &r->vm, &err);
+	call = (struct vm_start_call){ .cfg = &cfg, .vm = &r->vm, .err = &err };
+	ret = rund_pool_launch_call(&r->pool, vm_start_call, &call, &err);
 	if (ret) {
 		ret = fail_run(r, RUND_EXIT_FAILED, "rund", "%s", err.msg);
+		goto out_close;
+	}
+	ret = rund_pool_launch_spawned(&r->pool, r->vm.pid, &err);
+	if (ret) {
+		ret = fail_run(r, RUND_EXIT_FAILED, "rund", "cgroup slot: %s", err.msg);
+		rund_vm_reap(&r->vm, 0);
+		r->vm.pid = -1;
 		goto out_close;
 	}
 	mark(r, PHASE_SPAWN);
@@ -981,6 +1068,8 @@ int cmd_run(int argc, char **argv)
 	r.console_fd = r.qemu_err_fd = r.sig_fd = -1;
 	r.vm.pid = -1;
 	r.vm.pidfd = -1;
+	r.pool.dirs.dir_fd = -1;
+	r.pool.method = "none";
 	mark(&r, PHASE_LAUNCH);
 
 	r.reader = malloc(sizeof(*r.reader));
@@ -1036,6 +1125,14 @@ int cmd_run(int argc, char **argv)
 out:
 	close_attempt(&r);
 	close_fd(&r.sig_fd);
+	{
+		struct rund_error err = { 0 };
+
+		/* QEMU is gone by now: release kills whatever it left in the slot. */
+		if (rund_pool_launch_end(&r.pool, &err))
+			fprintf(stderr, "rund-helper run: warning: releasing cgroup slot of %s: %s\n",
+				r.id, err.msg);
+	}
 
 	if (r.failed_by)
 		fprintf(stderr, "rund-helper run: %s\n", r.reason);

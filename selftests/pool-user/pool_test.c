@@ -789,4 +789,81 @@ TEST_F(pool, spawn_dirs_place_process)
 	EXPECT_TRUE(WIFSIGNALED(status));
 }
 
+static int fork_sleeper(void *arg)
+{
+	pid_t *pid = arg;
+
+	*pid = spawn_sleeper();
+	return *pid > 0 ? 0 : -errno;
+}
+
+/*
+ * The launch helper behind rund-helper run: on v2 the child is born through
+ * the slot's directory fd, on v1 it is spawned by the launcher thread that
+ * entered the slot ahead of time. Either way the child is in the slot, this
+ * process is not, and ending the launch kills the child.
+ */
+TEST_F(pool, launch_places_child_only)
+{
+	struct rund_error err = { 0 };
+	struct rund_pool_launch launch;
+	char path[600], buf[256];
+	pid_t child = -1;
+	int status, fd;
+	uint32_t h;
+
+	ASSERT_EQ(0, setenv("RUND_POOL_STATE_DIR", self->state, 1));
+	ASSERT_EQ(0, rund_pool_launch_claim(&launch, RUND_POOL_BACKEND_CGROUPFS, false,
+					    "sb-launch", NULL, &err)) TH_LOG("%s", err.msg);
+	ASSERT_TRUE(launch.claimed) TH_LOG("%s", launch.note);
+	if (variant->layout == RUND_LAYOUT_V2) {
+		struct clone_args args = { .flags = CLONE_INTO_CGROUP, .exit_signal = SIGCHLD };
+
+		EXPECT_STREQ("clone_into_cgroup", launch.method);
+		fd = rund_pool_launch_cgroup_fd(&launch);
+		ASSERT_LE(0, fd);
+		args.cgroup = (uint64_t)fd;
+		child = syscall(SYS_clone3, &args, sizeof(args));
+		if (child == 0) {
+			pause();
+			_exit(0);
+		}
+	} else {
+		EXPECT_STREQ("launcher_thread", launch.method);
+		EXPECT_EQ(-1, rund_pool_launch_cgroup_fd(&launch));
+		ASSERT_EQ(0, rund_pool_launch_call(&launch, fork_sleeper, &child, &err))
+			TH_LOG("%s", err.msg);
+	}
+	ASSERT_GT(child, 0);
+	ASSERT_EQ(0, rund_pool_launch_spawned(&launch, child, &err)) TH_LOG("%s", err.msg);
+	for (h = 0; h < launch.dirs.nr_procs; h++) {
+		ASSERT_EQ(0, read_str(launch.dirs.procs[h], buf, sizeof(buf)));
+		EXPECT_EQ(child, atoi(buf)) TH_LOG("%s holds '%s'", launch.dirs.procs[h], buf);
+		snprintf(path, sizeof(path), "%d", (int)getpid());
+		EXPECT_EQ(NULL, strstr(buf, path)) TH_LOG("the test process is in %s", launch.dirs.procs[h]);
+	}
+	ASSERT_EQ(0, rund_pool_launch_end(&launch, &err)) TH_LOG("%s", err.msg);
+	ASSERT_EQ(child, waitpid(child, &status, 0));
+	EXPECT_TRUE(WIFSIGNALED(status));
+	expect_counts(_metadata, self->pool, POOL_SIZE, 0);
+}
+
+/* Without a pool the launch runs without a slot and says why. */
+TEST_F(pool, launch_without_pool)
+{
+	struct rund_error err = { 0 };
+	struct rund_pool_launch launch;
+	char state[256];
+
+	snprintf(state, sizeof(state), "%s-absent", self->state);
+	ASSERT_EQ(0, setenv("RUND_POOL_STATE_DIR", state, 1));
+	ASSERT_EQ(0, rund_pool_launch_claim(&launch, RUND_POOL_BACKEND_CGROUPFS, false,
+					    "sb-nopool", NULL, &err)) TH_LOG("%s", err.msg);
+	EXPECT_FALSE(launch.claimed);
+	EXPECT_STREQ("none", launch.method);
+	EXPECT_NE(NULL, strstr(launch.note, "no cgroup pool")) TH_LOG("%s", launch.note);
+	EXPECT_EQ(-1, access(state, F_OK)) TH_LOG("%s was created", state);
+	EXPECT_EQ(0, rund_pool_launch_end(&launch, &err));
+}
+
 TEST_HARNESS_MAIN

@@ -193,9 +193,11 @@ int rund_pool_stats(struct rund_pool *pool, struct rund_pool_stats *stats,
 /*
  * cgroupfs: return to idle every claim whose bound owner died, whose cgroup
  * had processes and is empty, or whose lease expired, and finish drains that
- * a dead process left half done. Every operation calls it when
- * RUND_POOL_SCAN_INTERVAL_MS passed since the last scan of any process, and
+ * a dead process left half done. attach and release call it when
+ * RUND_POOL_SCAN_INTERVAL_MS passed since the last scan of any process;
  * list, show, stats and an acquire that finds no idle slot always call it.
+ * An acquire that finds an idle slot does not scan, to keep the scan's cost
+ * off the start of a sandbox.
  * Returns the number of slots reclaimed. The module does this by itself: 0.
  */
 int rund_pool_scan(struct rund_pool *pool, struct rund_error *err);
@@ -228,6 +230,52 @@ int rund_pool_enter_dirs(const struct rund_slot_dirs *dirs);
 int rund_pool_subscribe(struct rund_pool *pool, struct rund_error *err);
 int rund_pool_next_event(struct rund_pool *pool, int timeout_ms,
 			 struct rund_pool_event *ev, struct rund_error *err);
+
+/*
+ * A claimed slot that a VMM is about to be born in (rund-helper run).
+ *  - v2: the VMM is spawned with clone3(CLONE_INTO_CGROUP) and the slot's
+ *    directory descriptor (method "clone_into_cgroup").
+ *  - v1 with slot paths: a launcher thread moves itself into the slot (its
+ *    tid into each hierarchy's tasks file) right after the claim, ahead of
+ *    the spawn. The spawn runs on that thread, so the VMM inherits the slot,
+ *    and the thread then moves back to its own cgroups, which keeps the
+ *    helper's process out of the slot (method "launcher_thread").
+ *  - otherwise (the module's v1-split pool names no per-hierarchy paths):
+ *    the VMM is spawned, then moved with rund_pool_attach() (method "attach").
+ * The claim is bound to the caller, so it returns to idle if the caller dies.
+ */
+struct rund_pool_launch {
+	struct rund_pool *pool;
+	bool claimed;			/* holds a claim now */
+	bool used;			/* had a claim, kept for reports after the release */
+	enum rund_pool_backend backend;
+	char sandbox_id[RUND_SANDBOX_ID_MAX + 1];
+	struct rund_slot_info slot;
+	struct rund_slot_dirs dirs;
+	const char *method;		/* "clone_into_cgroup", "launcher_thread", "attach" or "none" */
+	char note[256];			/* why there is no slot, when there is none */
+	double claim_ms;
+	struct rund_pool_launcher *launcher;	/* v1 launcher thread, NULL otherwise */
+};
+
+/*
+ * Claim a bound slot for sandbox_id. When no pool is initialised (or the
+ * backend is "none"), return 0 with launch->claimed false and the reason in
+ * launch->note: the caller runs without a slot.
+ */
+int rund_pool_launch_claim(struct rund_pool_launch *launch, enum rund_pool_backend backend,
+			   bool disabled, const char *sandbox_id,
+			   const struct rund_pool_limits *limits, struct rund_error *err);
+/* Directory descriptor for clone3(CLONE_INTO_CGROUP), -1 for other methods. */
+int rund_pool_launch_cgroup_fd(const struct rund_pool_launch *launch);
+/* Run fn(arg) where a child it spawns is born in the slot; returns fn's result. */
+int rund_pool_launch_call(struct rund_pool_launch *launch, int (*fn)(void *arg), void *arg,
+			  struct rund_error *err);
+/* Tell the pool the VMM (pid) was started: attach it or mark the slot populated. */
+int rund_pool_launch_spawned(struct rund_pool_launch *launch, pid_t pid,
+			     struct rund_error *err);
+/* Release the slot (killing what is left in it) and close everything. */
+int rund_pool_launch_end(struct rund_pool_launch *launch, struct rund_error *err);
 
 /* Input checks shared by both backends and the CLI. */
 int rund_pool_check_id(const char *sandbox_id, struct rund_error *err);

@@ -442,12 +442,13 @@ static int kill_listed(const char *dir)
 }
 
 /*
- * Kill every process in slot i. v2 writes cgroup.kill. v1 freezes the slot
- * first: once freezer.state reads FROZEN no task in it can fork, so one pass
- * over cgroup.procs finds them all, and after the thaw each dies before it
+ * Kill every process in slot i. v2 writes cgroup.kill. v1 sends SIGKILL to
+ * each listed process; with freeze it freezes the slot first: once
+ * freezer.state reads FROZEN no task in it can fork, so one pass over
+ * cgroup.procs finds them all, and after the thaw each dies before it
  * returns to user space.
  */
-static int kill_slot(struct cg_pool *p, uint32_t i)
+static int kill_slot(struct cg_pool *p, uint32_t i, bool freeze)
 {
 	char dir[RUND_PATH_MAX + 80], freezer[RUND_PATH_MAX + 80] = "";
 	char buf[64];
@@ -464,7 +465,7 @@ static int kill_slot(struct cg_pool *p, uint32_t i)
 		return 0;
 	}
 
-	for (h = 0; h < p->hdr->nr_hier; h++)
+	for (h = 0; h < p->hdr->nr_hier && freeze; h++)
 		if (p->hdr->hier[h].controllers & RUND_CTRL_FREEZER)
 			current_path(p, i, h, freezer, sizeof(freezer));
 	if (freezer[0]) {
@@ -487,10 +488,16 @@ static int kill_slot(struct cg_pool *p, uint32_t i)
 	return 0;
 }
 
+/*
+ * Wait for slot i to empty after kill_slot(). On v1 the first kill froze
+ * nothing, which is enough when no task forks: a task with SIGKILL pending
+ * cannot fork, so the pids are killed again each round, and from the eighth
+ * round on the slot is frozen first, which also stops a task that forks
+ * faster than the rounds.
+ */
 static int wait_empty(struct cg_pool *p, uint32_t i, int timeout_ms)
 {
 	uint64_t deadline = now_ns() + (uint64_t)timeout_ms * 1000000ULL;
-	bool has_freezer = p->hdr->controllers & RUND_CTRL_FREEZER;
 	int ret, round;
 
 	for (round = 0;; round++) {
@@ -499,9 +506,8 @@ static int wait_empty(struct cg_pool *p, uint32_t i, int timeout_ms)
 			return ret;
 		if (now_ns() > deadline)
 			return -ETIMEDOUT;
-		/* Without a freezer a task may have forked before the kill: kill again. */
-		if (p->hdr->layout != RUND_LAYOUT_V2 && !has_freezer && round % 8 == 7)
-			kill_slot(p, i);
+		if (p->hdr->layout != RUND_LAYOUT_V2 && round > 0)
+			kill_slot(p, i, round >= 8);
 		backoff(round);
 	}
 }
@@ -621,7 +627,7 @@ static int drain_slot(struct cg_pool *p, uint32_t i, struct rund_error *err)
 
 	/* An empty slot needs no freeze and no kill: the common case after a sandbox exits. */
 	if (slot_populated(p, i) != 0) {
-		ret = kill_slot(p, i);
+		ret = kill_slot(p, i, false);
 		if (ret && ret != -ENOENT) {
 			count_fail(p, RUND_FAIL_KILL);
 			ret = rund_error_set(err, -ret, "kill the processes of slot %u", i);
@@ -708,8 +714,13 @@ static int find_locked(struct cg_pool *p, const char *id)
 	return -1;
 }
 
+static int map_state(struct cg_pool *p, bool create, struct rund_error *err);
+
 static int check_ready(struct cg_pool *p, struct rund_error *err)
 {
+	if (!p->hdr)
+		return rund_error_setx(err, ENOENT, "no cgroupfs pool is initialised in %s; run 'rund-helper pool init' first",
+				       p->state_dir);
 	if (p->hdr->magic != STATE_MAGIC || !__atomic_load_n(&p->hdr->ready, __ATOMIC_ACQUIRE))
 		return rund_error_setx(err, ENOENT, "no cgroupfs pool is initialised in %s; run 'rund-helper pool init' first",
 				       p->state_dir);
@@ -754,7 +765,8 @@ static int do_scan(struct cg_pool *p, bool force, struct rund_error *err)
 		} else if (state == RUND_SLOT_BROKEN) {
 			reason = RUND_EVENT_DRAIN_FAILED;
 		} else {
-			owner_alive = process_alive(s->owner_pid, s->owner_start);
+			owner_alive = !(iflags & SLOT_SETUP) && !(s->flags & RUND_POOL_ACQUIRE_BOUND) ?
+				true : process_alive(s->owner_pid, s->owner_start);
 			if (iflags & SLOT_SETUP) {
 				if (owner_alive)
 					continue;
@@ -881,10 +893,16 @@ static int cg_init(struct rund_pool *pool, const struct rund_pool_config *cfg,
 		   struct rund_error *err)
 {
 	struct cg_pool *p = cg(pool);
-	struct cg_header *h = p->hdr;
+	struct cg_header *h;
 	uint32_t i;
 	int ret;
 
+	if (!p->hdr) {
+		ret = map_state(p, true, err);
+		if (ret)
+			return ret;
+	}
+	h = p->hdr;
 	pool_lock(p);
 	if (h->magic == STATE_MAGIC && h->ready) {
 		ret = rund_error_setx(err, EEXIST, "a %s pool of %u slots is already initialised at %s (state %s); grow it with 'pool resize' or remove it with 'pool destroy'",
@@ -998,7 +1016,7 @@ static int cg_destroy(struct rund_pool *pool, bool force, struct rund_error *err
 	pool_unlock(p);
 
 	for (i = 0; i < h->size; i++) {
-		kill_slot(p, i);
+		kill_slot(p, i, true);
 		wait_empty(p, i, DRAIN_TIMEOUT_MS);
 		for (j = 0; j < h->nr_hier; j++) {
 			current_path(p, i, j, dir, sizeof(dir));
@@ -1019,6 +1037,11 @@ static int cg_destroy(struct rund_pool *pool, bool force, struct rund_error *err
 	h->magic = 0;
 	unlink(p->state_path);
 	pool_unlock(p);
+	/* Forget the unlinked file: a later init on this handle makes a new one. */
+	munmap(p->hdr, STATE_SIZE);
+	close(p->fd);
+	p->fd = -1;
+	p->hdr = NULL;
 	return 0;
 }
 
@@ -1081,8 +1104,11 @@ static int cg_acquire(struct rund_pool *pool, const char *id,
 					       id);
 		}
 	}
+	/*
+	 * No periodic scan here: it would put its cost on the critical path.
+	 * Only a pool without an idle slot is scanned, below.
+	 */
 	self_identity(p);
-	do_scan(p, false, err);
 
 	for (retry = 0;; retry++) {
 		pool_lock(p);
@@ -1415,12 +1441,52 @@ static int mkdir_p(const char *path)
 	return 0;
 }
 
+/*
+ * Open and map the state file. Only init creates it, so that the other
+ * operations leave no trace on a node without a pool.
+ */
+static int map_state(struct cg_pool *p, bool create, struct rund_error *err)
+{
+	struct stat st;
+	void *map;
+	int ret;
+
+	if (create) {
+		ret = mkdir_p(p->state_dir);
+		if (ret)
+			return rund_error_set(err, -ret, "create state directory %s", p->state_dir);
+	}
+	p->fd = open(p->state_path, O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0), 0600);
+	if (p->fd < 0) {
+		if (errno == ENOENT && !create)
+			return 0;
+		return rund_error_set(err, errno, "open pool state %s", p->state_path);
+	}
+	if (fstat(p->fd, &st) < 0 || (st.st_size != (off_t)STATE_SIZE &&
+				      ftruncate(p->fd, STATE_SIZE) < 0)) {
+		ret = rund_error_set(err, errno, "size pool state %s", p->state_path);
+		goto out_close;
+	}
+	map = mmap(NULL, STATE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, p->fd, 0);
+	if (map == MAP_FAILED) {
+		ret = rund_error_set(err, errno, "map pool state %s", p->state_path);
+		goto out_close;
+	}
+	p->hdr = map;
+	p->id_hash = (uint64_t *)((char *)map + HEADER_SIZE);
+	p->slots = (struct cg_slot *)(p->id_hash + RUND_POOL_MAX_SLOTS);
+	return 0;
+
+out_close:
+	close(p->fd);
+	p->fd = -1;
+	return ret;
+}
+
 int rund_pool_cgroupfs_open(struct rund_pool *pool, const char *state_dir,
 			    struct rund_error *err)
 {
 	struct cg_pool *p;
-	struct stat st;
-	void *map;
 	int ret;
 
 	if (!state_dir || !*state_dir)
@@ -1439,29 +1505,12 @@ int rund_pool_cgroupfs_open(struct rund_pool *pool, const char *state_dir,
 	snprintf(p->state_dir, sizeof(p->state_dir), "%s", state_dir);
 	snprintf(p->state_path, sizeof(p->state_path), "%s/state", state_dir);
 
-	ret = mkdir_p(state_dir);
+	ret = map_state(p, false, err);
 	if (ret) {
-		rund_error_set(err, -ret, "create state directory %s", state_dir);
-		goto out_free;
+		pthread_mutex_destroy(&p->lock);
+		free(p);
+		return ret;
 	}
-	p->fd = open(p->state_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (p->fd < 0) {
-		ret = rund_error_set(err, errno, "open pool state %s", p->state_path);
-		goto out_free;
-	}
-	if (fstat(p->fd, &st) < 0 || (st.st_size != (off_t)STATE_SIZE &&
-				      ftruncate(p->fd, STATE_SIZE) < 0)) {
-		ret = rund_error_set(err, errno, "size pool state %s", p->state_path);
-		goto out_close;
-	}
-	map = mmap(NULL, STATE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, p->fd, 0);
-	if (map == MAP_FAILED) {
-		ret = rund_error_set(err, errno, "map pool state %s", p->state_path);
-		goto out_close;
-	}
-	p->hdr = map;
-	p->id_hash = (uint64_t *)((char *)map + HEADER_SIZE);
-	p->slots = (struct cg_slot *)(p->id_hash + RUND_POOL_MAX_SLOTS);
 	self_identity(p);
 	if (getenv("RUND_POOL_TEST_CRASH")) {
 		const char *at = getenv("RUND_POOL_TEST_CRASH");
@@ -1475,13 +1524,6 @@ int rund_pool_cgroupfs_open(struct rund_pool *pool, const char *state_dir,
 	pool->ops = &rund_pool_cgroupfs_ops;
 	pool->priv = p;
 	return 0;
-
-out_close:
-	close(p->fd);
-out_free:
-	pthread_mutex_destroy(&p->lock);
-	free(p);
-	return ret;
 }
 
 const struct rund_pool_ops rund_pool_cgroupfs_ops = {
