@@ -283,7 +283,7 @@ sed -n '1,12s/^/# /p' "$TMP/text.out"
 # --- overhead (measured, not asserted) ---------------------------------------
 
 # Alternate runs without and with the tool. The figure is the burst's own wall time.
-for run in 1 2 3; do
+for run in 1 2 3 4 5; do
 	"$BURST" --name "$NAME" --workers "$BURST_WORKERS" --ops "$OVERHEAD_OPS" >>"$TMP/plain.jsonl"
 	"$TOOL" -o /dev/null -- "$BURST" --name "$NAME" --workers "$BURST_WORKERS" \
 		--ops "$OVERHEAD_OPS" >>"$TMP/traced.jsonl"
@@ -297,7 +297,7 @@ print(f"# overhead: burst of {json.loads(open(sys.argv[1]).readline())['sandboxe
       f"{statistics.median(traced):.3f} s with it (system-wide), "
       f"ratio {statistics.median(traced) / statistics.median(plain):.2f}")
 EOF
-check "overhead runs completed" [ "$(wc -l <"$TMP/traced.jsonl")" -eq 3 ]
+check "overhead runs completed" [ "$(wc -l <"$TMP/traced.jsonl")" -eq 5 ]
 
 rmdir "$V2" 2>/dev/null
 echo "1..$test_count"

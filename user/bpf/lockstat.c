@@ -81,8 +81,6 @@ static bool command_started;
 const char *argp_program_version = "rund-lockstat 0.1";
 const char argp_program_doc[] =
 "Trace kernel lock contention: how long tasks wait for which lock, and from where.\n"
-"\n"
-"USAGE: rund-lockstat [OPTION...] [-- COMMAND [ARG...]]\n"
 "\v"
 "Without -d or a command it traces until interrupted (Ctrl-C or SIGTERM).\n"
 "With a command it attaches, runs the command, stops when it exits and exits\n"
@@ -101,10 +99,6 @@ const char argp_program_doc[] =
 "                                        # stacks through cgroup code while bench.sh runs\n"
 "  rund-lockstat -k mutex,percpu-rwsem -H -d 10\n"
 "  rund-lockstat -c /sys/fs/cgroup/unified/job -j -o out.json -d 5\n";
-
-enum {
-	OPT_FIRST_LONG = 0x100,
-};
 
 static const struct argp_option options[] = {
 	{ NULL, 0, NULL, 0, "What to trace:", 1 },
@@ -509,18 +503,25 @@ static void read_drops(const struct lockstat_bpf *obj, struct lockstat_report *r
 		report->recursion_misses += info.recursion_misses;
 }
 
+/* Writes what was traced, such as "cgroup /x, while running make", into @buf. */
 static void describe_target(char *buf, size_t size)
 {
-	if (env.command)
-		snprintf(buf, size, "while running %s", env.command[0]);
-	else if (env.tgid)
-		snprintf(buf, size, "process %u", env.tgid);
-	else if (env.tid)
-		snprintf(buf, size, "thread %u", env.tid);
-	else if (env.cgroup_path)
-		snprintf(buf, size, "cgroup %s", env.cgroup_path);
-	else
-		snprintf(buf, size, "system-wide");
+	size_t len = 0;
+
+	buf[0] = '\0';
+	if (env.tgid)
+		len += snprintf(buf + len, size - len, "process %u, ", env.tgid);
+	if (env.tid && len < size)
+		len += snprintf(buf + len, size - len, "thread %u, ", env.tid);
+	if (env.cgroup_path && len < size)
+		len += snprintf(buf + len, size - len, "cgroup %s, ", env.cgroup_path);
+	if (!len && len < size)
+		len += snprintf(buf + len, size - len, "system-wide, ");
+	if (env.command && len < size)
+		len += snprintf(buf + len, size - len, "while running %s, ", env.command[0]);
+	/* Drop the last separator. */
+	if (len >= 2 && len < size)
+		buf[len - 2] = '\0';
 }
 
 int main(int argc, char **argv)
