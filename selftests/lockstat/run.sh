@@ -285,19 +285,28 @@ sed -n '1,12s/^/# /p' "$TMP/text.out"
 # Alternate runs without and with the tool. The figure is the burst's own wall time.
 for run in 1 2 3 4 5; do
 	"$BURST" --name "$NAME" --workers "$BURST_WORKERS" --ops "$OVERHEAD_OPS" >>"$TMP/plain.jsonl"
-	"$TOOL" -o /dev/null -- "$BURST" --name "$NAME" --workers "$BURST_WORKERS" \
-		--ops "$OVERHEAD_OPS" >>"$TMP/traced.jsonl"
+	"$TOOL" --bpf-stats -j -o "$TMP/traced-$run.json" -- "$BURST" --name "$NAME" \
+		--workers "$BURST_WORKERS" --ops "$OVERHEAD_OPS" >>"$TMP/traced.jsonl"
 done
-python3 - "$TMP/plain.jsonl" "$TMP/traced.jsonl" <<'EOF'
+python3 - "$TMP/plain.jsonl" "$TMP/traced.jsonl" "$TMP"/traced-*.json <<'EOF'
 import json, statistics, sys
 plain = [json.loads(line)["seconds"] for line in open(sys.argv[1])]
 traced = [json.loads(line)["seconds"] for line in open(sys.argv[2])]
+stats = [json.load(open(path))["bpf_stats"] for path in sys.argv[3:]]
+runs = sum(s["runs"] for s in stats)
+print(f"# overhead: {runs} BPF program runs, {sum(s['run_ns'] for s in stats) / max(runs, 1):.0f} ns "
+      "per run on average (--bpf-stats)")
 print(f"# overhead: burst of {json.loads(open(sys.argv[1]).readline())['sandboxes']} mkdir/rmdir, "
       f"median {statistics.median(plain):.3f} s without the tool, "
       f"{statistics.median(traced):.3f} s with it (system-wide), "
       f"ratio {statistics.median(traced) / statistics.median(plain):.2f}")
 EOF
 check "overhead runs completed" [ "$(wc -l <"$TMP/traced.jsonl")" -eq 5 ]
+check "--bpf-stats counts program runs" python3 - "$TMP"/traced-*.json <<'EOF'
+import json, sys
+stats = [json.load(open(path)).get("bpf_stats") for path in sys.argv[1:]]
+sys.exit(0 if stats and all(s and s["runs"] > 0 and s["run_ns"] > 0 for s in stats) else 1)
+EOF
 
 rmdir "$V2" 2>/dev/null
 echo "1..$test_count"

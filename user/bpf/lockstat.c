@@ -63,6 +63,7 @@ static struct env {
 	const char *output_path;
 	bool json;
 	bool verbose;
+	bool bpf_stats;
 	char **command;
 	struct lockstat_report_options report;
 } env = {
@@ -100,6 +101,10 @@ const char argp_program_doc[] =
 "  rund-lockstat -k mutex,percpu-rwsem -H -d 10\n"
 "  rund-lockstat -c /sys/fs/cgroup/unified/job -j -o out.json -d 5\n";
 
+enum {
+	OPT_BPF_STATS = 0x100,	/* long-only options start above the character range */
+};
+
 static const struct argp_option options[] = {
 	{ NULL, 0, NULL, 0, "What to trace:", 1 },
 	{ "duration", 'd', "SECONDS", 0, "Trace for SECONDS (a positive number, fractions allowed)", 1 },
@@ -119,6 +124,8 @@ static const struct argp_option options[] = {
 	{ "histogram", 'H', NULL, 0, "Add a log2 histogram of wait times per lock", 2 },
 	{ "json", 'j', NULL, 0, "Print JSON instead of text", 2 },
 	{ "output", 'o', "FILE", 0, "Write the report to FILE instead of standard output", 2 },
+	{ "bpf-stats", OPT_BPF_STATS, NULL, 0,
+	  "Report how often the BPF programs ran and for how long (the tool's own cost)", 2 },
 	{ "verbose", 'v', NULL, 0, "Print libbpf debug output", 2 },
 	{ NULL, 'h', NULL, OPTION_HIDDEN, "Show this help", 2 },
 	{},
@@ -256,6 +263,9 @@ static error_t parse_arg(int key, char *arg, struct argp_state *state)
 		break;
 	case 'v':
 		env.verbose = true;
+		break;
+	case OPT_BPF_STATS:
+		env.bpf_stats = true;
 		break;
 	case ARGP_KEY_ARG:
 		/* Let argp hand over the command and its arguments as one vector. */
@@ -495,12 +505,18 @@ static void read_drops(const struct lockstat_bpf *obj, struct lockstat_report *r
 
 	memset(&info, 0, sizeof(info));
 	len = sizeof(info);
-	if (!bpf_obj_get_info_by_fd(bpf_program__fd(obj->progs.contention_begin), &info, &len))
+	if (!bpf_obj_get_info_by_fd(bpf_program__fd(obj->progs.contention_begin), &info, &len)) {
 		report->recursion_misses += info.recursion_misses;
+		report->prog_runs += info.run_cnt;
+		report->prog_run_ns += info.run_time_ns;
+	}
 	memset(&info, 0, sizeof(info));
 	len = sizeof(info);
-	if (!bpf_obj_get_info_by_fd(bpf_program__fd(obj->progs.contention_end), &info, &len))
+	if (!bpf_obj_get_info_by_fd(bpf_program__fd(obj->progs.contention_end), &info, &len)) {
 		report->recursion_misses += info.recursion_misses;
+		report->prog_runs += info.run_cnt;
+		report->prog_run_ns += info.run_time_ns;
+	}
 }
 
 /* Writes what was traced, such as "cgroup /x, while running make", into @buf. */
@@ -539,7 +555,7 @@ int main(int argc, char **argv)
 	struct sigaction action;
 	char target[256];
 	FILE *out = stdout;
-	int cgroup_fd = -1;
+	int cgroup_fd = -1, stats_fd = -1;
 	__u64 lock_addr = 0;
 	int ret, err;
 
@@ -615,6 +631,16 @@ int main(int argc, char **argv)
 			goto cleanup;
 		}
 	}
+	if (env.bpf_stats) {
+		/* Statistics stay enabled while this descriptor is open. */
+		stats_fd = bpf_enable_stats(BPF_STATS_RUN_TIME);
+		if (stats_fd < 0) {
+			fprintf(stderr, "rund-lockstat: failed to enable BPF run-time statistics: %s\n",
+				strerror(errno));
+			goto cleanup;
+		}
+		report.bpf_stats = true;
+	}
 	err = lockstat_bpf__attach(obj);
 	if (err) {
 		fprintf(stderr, "rund-lockstat: failed to attach to lock:contention_begin/end "
@@ -682,6 +708,8 @@ cleanup:
 	lockstat_bpf__destroy(obj);
 	if (cgroup_fd >= 0)
 		close(cgroup_fd);
+	if (stats_fd >= 0)
+		close(stats_fd);
 	if (out != stdout)
 		fclose(out);
 	ksyms_free(ksyms);

@@ -603,6 +603,12 @@ void lockstat_report_print_text(FILE *out, const struct lockstat_report *report,
 	if (report->drops[LOCKSTAT_DROP_NO_STACK])
 		fprintf(out, "Warning: %" PRIu64 " waits have no stack (bpf_get_stackid() failed: stack map full or hash collision).\n",
 			(uint64_t)report->drops[LOCKSTAT_DROP_NO_STACK]);
+	if (report->bpf_stats)
+		fprintf(out, "BPF programs: %" PRIu64 " runs, %" PRIu64 " ns per run on average, "
+			     "%.3f%% of one CPU over the period.\n", (uint64_t)report->prog_runs,
+			(uint64_t)(report->prog_runs ? report->prog_run_ns / report->prog_runs : 0),
+			report->duration_s > 0 ?
+			report->prog_run_ns / (report->duration_s * 1e9) * 100 : 0.0);
 	if (report->recursion_misses)
 		fprintf(out, "Warning: the kernel skipped %" PRIu64 " tracepoint runs "
 			     "(program already running on that CPU).\n",
@@ -703,6 +709,13 @@ int lockstat_report_print_json(FILE *out, const struct lockstat_report *report,
 	json_object_object_add(drops, "no_stack", json_u64(report->drops[LOCKSTAT_DROP_NO_STACK]));
 	json_object_object_add(drops, "recursion_misses", json_u64(report->recursion_misses));
 	json_object_object_add(root, "drops", drops);
+	if (report->bpf_stats) {
+		json_object *stats = json_object_new_object();
+
+		json_object_object_add(stats, "runs", json_u64(report->prog_runs));
+		json_object_object_add(stats, "run_ns", json_u64(report->prog_run_ns));
+		json_object_object_add(root, "bpf_stats", stats);
+	}
 
 	for (l = 0; l < shown(report->lock_count, options->top_locks); l++) {
 		const struct lockstat_lock *lock = &report->locks[l];

@@ -71,6 +71,9 @@ struct lockstat_report {
 	__u64 filtered_count;	/* waits left out by the caller filter */
 	__u64 drops[LOCKSTAT_DROP_COUNT];
 	__u64 recursion_misses;	/* program runs the kernel skipped */
+	bool bpf_stats;		/* run counts and times below were collected */
+	__u64 prog_runs;	/* runs of both programs */
+	__u64 prog_run_ns;	/* time spent in both programs */
 	double duration_s;
 	bool data_symbols;	/* kallsyms lists data objects */
 	bool addresses_visible;
