@@ -249,7 +249,8 @@ TEST_F(pool, every_operation_succeeds)
 
 	ASSERT_EQ(0, rund_pool_release(self->pool, "sb-ops", &err)) TH_LOG("%s", err.msg);
 	ASSERT_EQ(child, waitpid(child, &status, 0));
-	EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+	EXPECT_TRUE(WIFSIGNALED(status));
+	EXPECT_EQ(SIGKILL, WTERMSIG(status));
 	ASSERT_EQ(0, rund_pool_query_index(self->pool, info.index, &info, &err));
 	EXPECT_EQ(RUND_SLOT_IDLE, info.state);
 	snprintf(buf, sizeof(buf), "slot-%u", info.index);
@@ -271,7 +272,7 @@ TEST_F(pool, limits_in_cgroup_files)
 	char dir[512], path[600], buf[64];
 
 	if (!variant->limits) {
-		/* The host's cgroup2 mount has no controllers: the pool must say so. */
+		/* The host's cgroup2 mount has no controllers, which the error must name. */
 		EXPECT_EQ(-EOPNOTSUPP, rund_pool_acquire(self->pool, "sb-lim", &lim, 0, &info, &err));
 		EXPECT_NE(NULL, strstr(err.msg, "memory")) TH_LOG("%s", err.msg);
 		expect_counts(_metadata, self->pool, POOL_SIZE, 0);
@@ -848,7 +849,7 @@ TEST_F(pool, launch_places_child_only)
 	expect_counts(_metadata, self->pool, POOL_SIZE, 0);
 }
 
-/* Without a pool the launch runs without a slot and says why. */
+/* Without a pool the launch runs without a slot and gives the reason in its note. */
 TEST_F(pool, launch_without_pool)
 {
 	struct rund_error err = { 0 };

@@ -112,7 +112,7 @@ struct rund_pool_stats {
 };
 
 /*
- * Where to put a process into a claimed slot. V2: dir_fd is an O_RDONLY
+ * Placement targets of a claimed slot. V2: dir_fd is an O_RDONLY
  * directory descriptor for clone3(CLONE_INTO_CGROUP). V1 layouts: procs[]
  * are the slot's cgroup.procs files, one per hierarchy; a process writes "0"
  * to each to move itself (rund_pool_enter_dirs()).
@@ -193,8 +193,8 @@ int rund_pool_stats(struct rund_pool *pool, struct rund_pool_stats *stats,
 /*
  * cgroupfs: return to idle every claim whose bound owner died, whose cgroup
  * had processes and is empty, or whose lease expired, and finish drains that
- * a dead process left half done. attach and release call it when
- * RUND_POOL_SCAN_INTERVAL_MS passed since the last scan of any process;
+ * a dead process left half done. attach and release call it once
+ * RUND_POOL_SCAN_INTERVAL_MS has passed since the last scan of any process.
  * list, show, stats and an acquire that finds no idle slot always call it.
  * An acquire that finds an idle slot does not scan, to keep the scan's cost
  * off the start of a sandbox.
@@ -205,8 +205,8 @@ int rund_pool_scan(struct rund_pool *pool, struct rund_error *err);
 /*
  * Tell the pool that processes were put into the slot by other means than
  * rund_pool_attach() (clone3 into the slot, a launcher that moved itself),
- * so that the slot is released once it empties. The module sees this by
- * itself; the cgroupfs backend also notices CPU time spent in the slot.
+ * so that the slot is released once it empties. The module detects this by
+ * itself, and the cgroupfs backend also detects CPU time spent in the slot.
  */
 int rund_pool_mark_populated(struct rund_pool *pool, const char *sandbox_id,
 			     struct rund_error *err);

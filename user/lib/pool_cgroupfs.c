@@ -5,8 +5,8 @@
  * Every process on the node maps one state file, <state_dir>/state, with
  * MAP_SHARED: a header (configuration, free list, counters) and one record
  * per slot. flock() on that file serialises changes to the free list and to
- * slot states; it is held only for those list operations, never across a
- * cgroupfs write. Threads of one process also take a mutex, since flock()
+ * slot states. The lock is held only for those list operations, never
+ * across a cgroupfs write. Threads of one process also take a mutex, since flock()
  * does not exclude descriptors of one open file.
  *
  * Crash safety without a daemon:
@@ -368,7 +368,7 @@ static uint64_t v1_memory_peak(struct cg_pool *p, uint32_t i)
 	return 0;
 }
 
-/* 1 when slot i holds processes in any hierarchy, 0 when empty, -errno. */
+/* 1 when slot i contains processes in any hierarchy, 0 when empty, -errno. */
 static int slot_populated(struct cg_pool *p, uint32_t i)
 {
 	char dir[RUND_PATH_MAX + 80], buf[256];
@@ -442,8 +442,8 @@ static int kill_listed(const char *dir)
 }
 
 /*
- * Kill every process in slot i. v2 writes cgroup.kill. v1 sends SIGKILL to
- * each listed process; with freeze it freezes the slot first: once
+ * Kill every process in slot i. v2 writes cgroup.kill, and v1 sends SIGKILL
+ * to each listed process. With freeze, v1 freezes the slot first. Once
  * freezer.state reads FROZEN no task in it can fork, so one pass over
  * cgroup.procs finds them all, and after the thaw each dies before it
  * returns to user space.
@@ -489,11 +489,11 @@ static int kill_slot(struct cg_pool *p, uint32_t i, bool freeze)
 }
 
 /*
- * Wait for slot i to empty after kill_slot(). On v1 the first kill froze
- * nothing, which is enough when no task forks: a task with SIGKILL pending
- * cannot fork, so the pids are killed again each round, and from the eighth
- * round on the slot is frozen first, which also stops a task that forks
- * faster than the rounds.
+ * Wait for slot i to empty after kill_slot(). On v1 the first kill freezes
+ * nothing. A task with SIGKILL pending cannot fork, so killing the listed
+ * pids again each round catches children forked just before the kill. From
+ * the eighth round on the slot is frozen first, which also stops a task
+ * that forks faster than the rounds.
  */
 static int wait_empty(struct cg_pool *p, uint32_t i, int timeout_ms)
 {
@@ -824,6 +824,8 @@ static int make_dir(const char *path, struct rund_error *err)
 /* Check that a v2 pool root can have the controllers and enable them for its slots. */
 static int v2_enable_controllers(const struct rund_pool_config *cfg, struct rund_error *err)
 {
+	/* In RUND_CTRL_* bit order: memory, cpu, pids. */
+	static const char *const names[] = { "memory", "cpu", "pids" };
 	char parent[RUND_PATH_MAX + 1], have[64], want[64], buf[128] = "";
 	uint32_t avail, c;
 	char *slash;
@@ -840,7 +842,6 @@ static int v2_enable_controllers(const struct rund_pool_config *cfg, struct rund
 		buf[0] = '\0';
 	avail = 0;
 	for (c = 0; c < 3; c++) {
-		static const char *const names[] = { "memory", "cpu", "pids" };
 		char *w = strstr(buf, names[c]);
 
 		if (w && (w == buf || w[-1] == ' ') && (w[strlen(names[c])] == ' ' ||
@@ -857,8 +858,7 @@ static int v2_enable_controllers(const struct rund_pool_config *cfg, struct rund
 	}
 	for (c = 0; c < 3; c++)
 		if (cfg->controllers & (1U << c))
-			n += snprintf(buf + n, sizeof(buf) - n, "%s+%s", n ? " " : "",
-				      c == 0 ? "memory" : c == 1 ? "cpu" : "pids");
+			n += snprintf(buf + n, sizeof(buf) - n, "%s+%s", n ? " " : "", names[c]);
 	ret = write_file(cfg->hier[0].path, "cgroup.subtree_control", buf);
 	if (ret)
 		return rund_error_set(err, -ret, "enable '%s' in %s/cgroup.subtree_control",
@@ -1320,7 +1320,7 @@ static int cg_list(struct rund_pool *pool, rund_pool_slot_fn fn, void *arg,
 	do_scan(p, true, err);
 	size = __atomic_load_n(&p->hdr->size, __ATOMIC_ACQUIRE);
 	for (i = 0; i < size; i++) {
-		/* One slot at a time under the lock, so the walk never blocks claims for long. */
+		/* One slot at a time under the lock, so the walk blocks claims for one copy at most. */
 		pool_lock(p);
 		fill_info(p, i, &info);
 		pool_unlock(p);

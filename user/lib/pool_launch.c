@@ -61,8 +61,8 @@ static int write_tid(const char *path, pid_t tid)
 
 /*
  * Find the tasks file of the calling thread's own cgroup in the hierarchy
- * that holds slot_file: the cgroup mount that is the longest prefix of
- * slot_file, joined with the path /proc/thread-self/cgroup lists for it.
+ * of slot_file: the cgroup mount that is the longest prefix of slot_file,
+ * joined with the path that /proc/thread-self/cgroup lists for that mount.
  */
 static int home_tasks_file(const char *slot_file, char *out, size_t len)
 {

@@ -96,7 +96,6 @@ static struct nla_policy fail_policy[RUND_A_FAIL_MAX + 1] = {
 static void copy_str(char *dst, size_t len, struct nlattr *a)
 {
 	snprintf(dst, len, "%.*s", nla_len(a), (const char *)nla_data(a));
-	dst[strnlen(dst, len)] = '\0';
 }
 
 static int parse_slot(struct nlattr *nest, struct rund_slot_info *info)
@@ -237,6 +236,8 @@ static void read_extack(struct nlmsgerr *e, char *buf, size_t len)
 		return;
 	if (!(nlh->nlmsg_flags & NLM_F_CAPPED))
 		off += e->msg.nlmsg_len - NLMSG_HDRLEN;
+	/* The TLVs follow the echoed request at the next netlink alignment. */
+	off = NLMSG_ALIGN(off);
 	if (NLMSG_HDRLEN + off > nlh->nlmsg_len)
 		return;
 	if (nla_parse(tb, NLMSGERR_ATTR_MAX, (struct nlattr *)((char *)e + off),
@@ -405,7 +406,7 @@ static int mod_destroy(struct rund_pool *pool, bool force, struct rund_error *er
 
 	if (!msg)
 		return rund_error_set(err, ENOMEM, "pool destroy");
-	/* NOTE: the module has no forced destroy; it answers EBUSY while slots are claimed. */
+	/* NOTE: the module has no forced destroy. It returns EBUSY while slots are claimed. */
 	(void)force;
 	return transact(p, msg, &req, "pool destroy", err);
 }
