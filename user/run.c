@@ -65,6 +65,7 @@ enum phase {
 	PHASE_LAYER,
 	PHASE_SPAWN,
 	PHASE_RESTORE,
+	PHASE_IDENTITY,
 	PHASE_READY,
 	PHASE_STARTED,
 	PHASE_EXITED,
@@ -77,6 +78,7 @@ static const char *const phase_names[PHASE_COUNT] = {
 	[PHASE_LAYER] = "layer",
 	[PHASE_SPAWN] = "spawn",
 	[PHASE_RESTORE] = "restore",
+	[PHASE_IDENTITY] = "identity",
 	[PHASE_READY] = "agent_ready",
 	[PHASE_STARTED] = "function_start",
 	[PHASE_EXITED] = "function_end",
@@ -854,7 +856,13 @@ static int restore_template(struct run *r, int qmp_fd, int agent_fd, struct rund
 	if (ret)
 		return ret;
 	mark(r, PHASE_RESTORE);
-	return rund_template_personalize(agent_fd, r->id, r->id, RESTORE_TIMEOUT_MS, err);
+	ret = rund_template_send_identity(agent_fd, r->id, r->id, RESTORE_TIMEOUT_MS, err);
+	if (!ret)
+		ret = rund_template_wait_ack(agent_fd, "IDENTITY", RESTORE_TIMEOUT_MS, err);
+	if (ret)
+		return ret;
+	mark(r, PHASE_IDENTITY);
+	return rund_template_wait_ack(agent_fd, "MOUNT_LAYER", RESTORE_TIMEOUT_MS, err);
 }
 
 struct vm_start_call {

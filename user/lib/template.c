@@ -1192,18 +1192,17 @@ static int read_ack(int fd, struct rund_agent_reader *rd, const char *what, int6
 	}
 }
 
-int rund_template_personalize(int agent_fd, const char *sandbox_id, const char *hostname,
-			      int timeout_ms, struct rund_error *err)
+int rund_template_send_identity(int agent_fd, const char *sandbox_id, const char *hostname,
+				int timeout_ms, struct rund_error *err)
 {
 	_cleanup_free_ uint8_t *buf = malloc(RUND_AGENT_FRAME_MAX);
-	_cleanup_free_ struct rund_agent_reader *rd = malloc(sizeof(*rd));
 	int64_t deadline = now_ns(CLOCK_MONOTONIC) + (int64_t)timeout_ms * 1000000;
 	uint8_t entropy[ENTROPY_BYTES], boot_id[16];
 	struct rund_agent_msgbuf m;
 	uint32_t first;
 	int ret;
 
-	if (!buf || !rd)
+	if (!buf)
 		return rund_error_setx(err, ENOMEM, "out of memory");
 	if (getrandom(entropy, sizeof(entropy), 0) != sizeof(entropy) ||
 	    getrandom(boot_id, sizeof(boot_id), 0) != sizeof(boot_id))
@@ -1233,9 +1232,31 @@ int rund_template_personalize(int agent_fd, const char *sandbox_id, const char *
 	explicit_bzero(buf, first);
 	if (ret)
 		return rund_error_set(err, -ret, "failed to send IDENTITY and MOUNT_LAYER to the agent");
+	return 0;
+}
+
+int rund_template_wait_ack(int agent_fd, const char *what, int timeout_ms,
+			   struct rund_error *err)
+{
+	_cleanup_free_ struct rund_agent_reader *rd = malloc(sizeof(*rd));
+
+	if (!rd)
+		return rund_error_setx(err, ENOMEM, "out of memory");
+	/* The reader never reads past one frame, so a fresh one per reply is safe. */
 	rund_agent_reader_init(rd);
-	ret = read_ack(agent_fd, rd, "IDENTITY", deadline, err);
-	if (ret)
-		return ret;
-	return read_ack(agent_fd, rd, "MOUNT_LAYER", deadline, err);
+	return read_ack(agent_fd, rd, what,
+			now_ns(CLOCK_MONOTONIC) + (int64_t)timeout_ms * 1000000, err);
+}
+
+int rund_template_personalize(int agent_fd, const char *sandbox_id, const char *hostname,
+			      int timeout_ms, struct rund_error *err)
+{
+	int ret;
+
+	ret = rund_template_send_identity(agent_fd, sandbox_id, hostname, timeout_ms, err);
+	if (!ret)
+		ret = rund_template_wait_ack(agent_fd, "IDENTITY", timeout_ms, err);
+	if (!ret)
+		ret = rund_template_wait_ack(agent_fd, "MOUNT_LAYER", timeout_ms, err);
+	return ret;
 }

@@ -174,6 +174,12 @@ int rund_template_restore(const struct rund_template *tmpl, struct rund_qmp *q,
 int rund_template_personalize(int agent_fd, const char *sandbox_id, const char *hostname,
 			      int timeout_ms, struct rund_error *err);
 
+/* The two halves of rund_template_personalize(), for callers that time them. */
+int rund_template_send_identity(int agent_fd, const char *sandbox_id, const char *hostname,
+				int timeout_ms, struct rund_error *err);
+int rund_template_wait_ack(int agent_fd, const char *what, int timeout_ms,
+			   struct rund_error *err);
+
 /* Fill the host-side fields of m that do not need a running QEMU. */
 int rund_template_match_fill(struct rund_template_match *m,
 			     const struct rund_template_want *want, struct rund_error *err);

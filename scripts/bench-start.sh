@@ -1,0 +1,148 @@
+#!/bin/bash
+# Start latency of rund sandboxes: cold boot vs template restore.
+#
+#   scripts/bench-start.sh [--concurrency "1 10 50"] [--runs N] [--out DIR]
+#
+# For each mode (cold: `run --no-template`, template: `run --template NAME`)
+# and each concurrency C it starts bursts of C sandboxes at once, each running
+# `true`, until at least N samples are collected (default 30; a 50-way burst
+# is one burst). Latency is launch to function running: the sum of the phases
+# up to function_start in `run --json-fd`. CPU time per start is the user +
+# system time of rund-helper and its QEMU child (/usr/bin/time), divided by
+# the starts. Modes alternate burst by burst so that background load hits
+# both alike.
+#
+# Phases: restore is launch to the clone resumed, identity is the agent's
+# clock, entropy and name fixups, agent is the writable layer mounted (for a
+# cold boot: the whole boot), fn_start is RUN to the function started.
+#
+# Output: DIR/start-MODE-C.csv (one row per start: latency and phases),
+# DIR/summary.txt (median, p99, per-phase medians, CPU per start, starts per
+# second per core) and docs/bench-start-cdf.png (gnuplot CDF).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=${BUILD:-$ROOT/build}
+HELPER=$BUILD/bin/rund-helper
+CONC="1 10 50"
+RUNS=30
+OUT=$BUILD/bench-start
+PNG=$ROOT/docs/bench-start-cdf.png
+NAME=rund-bench-start-$$
+
+while [ $# -gt 0 ]; do
+	case $1 in
+	--concurrency) CONC=$2; shift 2 ;;
+	--runs) RUNS=$2; shift 2 ;;
+	--out) OUT=$2; shift 2 ;;
+	--png) PNG=$2; shift 2 ;;
+	*) echo "bench-start: unknown argument '$1'; usage: $0 [--concurrency \"1 10 50\"] [--runs N] [--out DIR] [--png FILE]" >&2; exit 2 ;;
+	esac
+done
+
+[ -x "$HELPER" ] || { echo "bench-start: $HELPER not found; run 'make -C user' first" >&2; exit 1; }
+command -v gnuplot >/dev/null || { echo "bench-start: gnuplot not found; run scripts/install-deps.sh" >&2; exit 1; }
+mkdir -p "$OUT"
+rm -f "$OUT"/start-*.csv "$OUT"/cpu-*.txt
+
+cleanup() { "$HELPER" template delete "$NAME" >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+
+echo "bench-start: creating template $NAME"
+"$HELPER" template create "$NAME" >"$OUT/template.txt"
+grep -E '^(boot|qemu)' "$OUT/template.txt" | sed 's/^/bench-start:   /'
+
+# burst MODE C: start C sandboxes at once, append their rows to the CSV and
+# their CPU time to cpu-MODE-C.txt.
+burst() {
+	local mode=$1 c=$2 i dir
+	local -a args
+	if [ "$mode" = cold ]; then args=(--no-template); else args=(--template "$NAME"); fi
+	dir=$(mktemp -d "$OUT/burst.XXXXXX")
+	local t0 t1
+	t0=$(date +%s.%N)
+	for i in $(seq 1 "$c"); do
+		/usr/bin/time -f '%U %S' -o "$dir/$i.time" \
+			"$HELPER" run "${args[@]}" --json-fd 3 -- true 3>"$dir/$i.json" >/dev/null 2>"$dir/$i.err" &
+	done
+	wait
+	t1=$(date +%s.%N)
+	for i in $(seq 1 "$c"); do
+		if ! grep -q '"status":0' "$dir/$i.json"; then
+			echo "bench-start: a $mode start failed: $(cat "$dir/$i.json" "$dir/$i.err" | head -3)" >&2
+			continue
+		fi
+		# latency = layer + spawn + restore + identity + agent_ready + function_start
+		sed -e 's/.*"timings_ms":{//' -e 's/}}$//' "$dir/$i.json" | tr ',' '\n' | awk -F: -v mode="$mode" -v c="$c" '
+			{ gsub(/"/, "", $1); v[$1] = $2 }
+			END {
+				lat = v["layer"] + v["spawn"] + v["restore"] + v["identity"] + v["agent_ready"] + v["function_start"]
+				printf "%s,%d,%.3f,%.3f,%.3f,%.3f,%.3f,%.3f,%.3f\n", mode, c, lat, v["layer"], v["spawn"],
+					v["restore"], v["identity"], v["agent_ready"], v["function_start"]
+			}' >>"$OUT/start-$mode-$c.csv"
+		cat "$dir/$i.time" >>"$OUT/cpu-$mode-$c.txt"
+	done
+	echo "$t0 $t1 $c" >>"$OUT/wall-$mode-$c.txt"
+	rm -rf "$dir"
+}
+
+for c in $CONC; do
+	rm -f "$OUT/wall-cold-$c.txt" "$OUT/wall-template-$c.txt"
+	n=0
+	while [ $n -lt "$RUNS" ]; do
+		burst cold "$c"
+		burst template "$c"
+		n=$((n + c))
+	done
+	echo "bench-start: concurrency $c done ($n starts per mode)"
+done
+
+# Percentile of a column: pct FILE COL P.
+pct() {
+	cut -d, -f"$2" "$1" | sort -n | awk -v p="$3" '{ a[NR] = $1 } END {
+		if (NR == 0) { print "nan"; exit }
+		i = int(p / 100 * NR + 0.999999); if (i < 1) i = 1; if (i > NR) i = NR; print a[i] }'
+}
+
+{
+	printf "%-8s %4s %5s %9s %9s %7s %7s %8s %8s %8s %8s %9s %8s\n" mode conc n median_ms p99_ms layer spawn restore identity agent fn_start cpu_ms/st st/s/core
+	for c in $CONC; do
+		for mode in cold template; do
+			f=$OUT/start-$mode-$c.csv
+			[ -s "$f" ] || continue
+			n=$(wc -l <"$f")
+			cpu=$(awk '{ s += $1 + $2; n++ } END { printf "%.0f", n ? s / n * 1000 : 0 }' "$OUT/cpu-$mode-$c.txt")
+			# Starts per second per core over whole bursts (2+ concurrent only).
+			rate=$(awk -v cores="$(nproc)" '{ s += $3; t += $2 - $1 } END { printf "%.1f", t ? s / t / cores : 0 }' "$OUT/wall-$mode-$c.txt")
+			printf "%-8s %4d %5d %9.1f %9.1f %7.1f %7.1f %8.1f %8.1f %8.1f %8.1f %9s %8s\n" "$mode" "$c" "$n" \
+				"$(pct "$f" 3 50)" "$(pct "$f" 3 99)" "$(pct "$f" 4 50)" "$(pct "$f" 5 50)" \
+				"$(pct "$f" 6 50)" "$(pct "$f" 7 50)" "$(pct "$f" 8 50)" "$(pct "$f" 9 50)" "$cpu" "$rate"
+		done
+		cm=$(pct "$OUT/start-cold-$c.csv" 3 50)
+		tm=$(pct "$OUT/start-template-$c.csv" 3 50)
+		awk -v a="$cm" -v b="$tm" -v c="$c" 'BEGIN { if (b > 0) printf "ratio   %4d cold/template median: %.1fx\n", c, a / b }'
+	done
+} | tee "$OUT/summary.txt"
+
+# CDF plot: one curve per mode and concurrency.
+plot=""
+for c in $CONC; do
+	for mode in cold template; do
+		f=$OUT/start-$mode-$c.csv
+		[ -s "$f" ] || continue
+		cut -d, -f3 "$f" | sort -n | awk '{ a[NR] = $1 } END { for (i = 1; i <= NR; i++) print a[i], i / NR }' >"$OUT/cdf-$mode-$c.dat"
+		plot="$plot${plot:+, }'$OUT/cdf-$mode-$c.dat' using 1:2 with steps title '$mode, $c concurrent'"
+	done
+done
+gnuplot <<EOF
+set terminal pngcairo size 900,560
+set output '$PNG'
+set title 'rund start latency, launch to function running (TCG, $(nproc) cores)'
+set xlabel 'latency (ms, log scale)'
+set ylabel 'fraction of starts'
+set logscale x
+set key bottom right
+set grid
+plot $plot
+EOF
+echo "bench-start: wrote $OUT/summary.txt and $PNG"
