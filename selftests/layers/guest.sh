@@ -7,13 +7,20 @@
 # DIR contains the static programs and files to copy into the guest's /opt.
 # COMMAND runs in /opt under busybox sh; its output is printed and the
 # script exits with its status. The guest sees:
-#   /mnt/xfs   a fresh XFS (512 MiB unless RUND_GUEST_XFS_SIZE is set) made with reflink=1 (virtio-blk disk)
+#   /mnt/xfs   a fresh XFS made with reflink=1 on a virtio-blk disk
 #   /mnt/tmp   a tmpfs, a filesystem without reflink
 #   RUND_KO    path of rund.ko inside the guest, for reloading after rmmod
+# Kernel warnings, lockdep and KASAN reports in the guest's dmesg fail the run.
 #
-# Environment: BUILD (default <repo>/build), RUND_KO (default
-# $BUILD/kmod/rund.ko), RUND_GUEST_XFS_SIZE (default 512M), DEBIAN_KERNEL_ROOT (default $BUILD/debian-kernel/root,
-# the unpacked linux-image-6.1 package with its modules).
+# Environment:
+#   BUILD               build directory (default <repo>/build)
+#   RUND_KO             module to load (default $BUILD/kmod/rund.ko)
+#   RUND_GUEST_XFS_SIZE size of the XFS disk (default 512M)
+#   RUND_GUEST_KERNEL   a kernel with xfs, virtio_blk and loop built in, such as
+#                       the debug kernel of scripts/build-debug-kernel.sh (build
+#                       rund.ko against it); default: Debian's 6.1 kernel
+#   DEBIAN_KERNEL_ROOT  the unpacked linux-image package with its modules
+#                       (default $BUILD/debian-kernel/root, downloaded when missing)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -35,7 +42,7 @@ payload=$1
 shift
 
 # Unpack Debian's kernel package matching the installed headers, once.
-if [ ! -d "$DEBIAN_KERNEL_ROOT/lib/modules" ]; then
+if [ -z "${RUND_GUEST_KERNEL:-}" ] && [ ! -d "$DEBIAN_KERNEL_ROOT/lib/modules" ]; then
 	headers=$(ls -d /usr/src/linux-headers-*-amd64 2>/dev/null | head -n1)
 	pkg=linux-image-${headers#/usr/src/linux-headers-}
 	if [ -z "$headers" ]; then
@@ -52,7 +59,7 @@ if [ ! -d "$DEBIAN_KERNEL_ROOT/lib/modules" ]; then
 fi
 
 kver=$(ls "$DEBIAN_KERNEL_ROOT/lib/modules" 2>/dev/null | head -n1 || true)
-vmlinuz="$DEBIAN_KERNEL_ROOT/boot/vmlinuz-$kver"
+vmlinuz=${RUND_GUEST_KERNEL:-$DEBIAN_KERNEL_ROOT/boot/vmlinuz-$kver}
 for f in "$vmlinuz" "$RUND_KO" /bin/busybox; do
 	if [ ! -e "$f" ]; then
 		echo "guest.sh: missing $f (run 'make kmod' and the guest selftest setup)" >&2
@@ -65,7 +72,6 @@ trap '[ -n "${RUND_GUEST_KEEP:-}" ] || rm -rf "$work"' EXIT
 
 # Modules in dependency order: depmod -n prints modules.dep without writing it.
 moddir="$DEBIAN_KERNEL_ROOT/lib/modules/$kver"
-depmod -b "$DEBIAN_KERNEL_ROOT" -n "$kver" 2>/dev/null > "$work/modules.dep"
 mods=()
 add_mod() {
 	local m=$1 dep
@@ -78,11 +84,15 @@ add_mod() {
 	mods+=("$m")
 }
 # crc32c_generic is loaded by name through the crypto API, not by a symbol.
-for m in kernel/crypto/crc32c_generic.ko kernel/fs/xfs/xfs.ko \
-	 kernel/drivers/block/virtio_blk.ko kernel/drivers/virtio/virtio_pci.ko \
-	 kernel/drivers/block/loop.ko; do
-	add_mod "$m"
-done
+# A kernel given by RUND_GUEST_KERNEL has all of them built in.
+if [ -z "${RUND_GUEST_KERNEL:-}" ]; then
+	depmod -b "$DEBIAN_KERNEL_ROOT" -n "$kver" 2>/dev/null > "$work/modules.dep"
+	for m in kernel/crypto/crc32c_generic.ko kernel/fs/xfs/xfs.ko \
+		 kernel/drivers/block/virtio_blk.ko kernel/drivers/virtio/virtio_pci.ko \
+		 kernel/drivers/block/loop.ko; do
+		add_mod "$m"
+	done
+fi
 
 root="$work/root"
 mkdir -p "$root"/{bin,dev,proc,sys,mnt/xfs,mnt/tmp,lib/modules,opt}
@@ -109,8 +119,14 @@ printf '%s\n' "$@" > "$root/opt/.command"
 	echo 'cd /opt'
 	echo 'echo RUND-GUEST-START'
 	echo 'sh -c "$(cat /opt/.command | tr "\n" " ")"'
-	echo 'echo "RUND-GUEST-EXIT $?"'
-	echo 'umount /mnt/xfs; poweroff -f'
+	echo 'status=$?'
+	# Kernel warnings, lockdep and KASAN reports fail the run even when the command passed.
+	echo "if dmesg | grep -E 'WARNING:|BUG:|Oops|KASAN|circular locking|recursive locking|inconsistent lock|lock held when returning|sleeping function|refcount_t'; then"
+	echo '	echo "guest: kernel reported a problem (above)"; [ $status -eq 0 ] && status=1'
+	echo 'fi'
+	echo 'echo "RUND-GUEST-EXIT $status"'
+	# With -no-reboot QEMU exits on a reboot, also on kernels without ACPI power-off.
+	echo 'umount /mnt/xfs; reboot -f'
 } > "$root/init"
 chmod +x "$root/init"
 (cd "$root" && find . | cpio -o -H newc --quiet) > "$work/initramfs.cpio"

@@ -204,7 +204,7 @@ fi
 if [ ! -e "$ko" ]; then
 	skip module_test "$ko not built (make kmod)"
 else
-	RUND_KO=$ko "$here/guest.sh" "$out/guest" ./module_test >"$work/module.log" 2>&1
+	RUND_KO=$ko "$here/guest.sh" -t 900 "$out/guest" ./module_test >"$work/module.log" 2>&1
 	rc=$?
 	diag < "$work/module.log"
 	case $rc in
