@@ -43,7 +43,7 @@ gcc -static -O2 -Wall -D_GNU_SOURCE -I"$repo/kmod/uapi" -o "$out/guest/layer_ben
 log() { echo "$*" | tee -a "$results"; }
 
 log "# bench-layers $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) CPUs, $(uname -r) host kernel"
-log "# commit $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+log "# commit $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown), load average at start $(cut -d' ' -f1-3 /proc/loadavg)"
 
 if [ "$host" = 1 ]; then
 	work=$(mktemp -d /tmp/rund-bench-layers.XXXXXX)
@@ -92,4 +92,5 @@ EOF
 	fi
 	grep '^guest: ' "$out/guest.log" | tee -a "$results"
 fi
+log "# load average at end $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "bench-layers: results in $results"
