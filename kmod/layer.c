@@ -567,6 +567,9 @@ static long rund_layer_stats(struct rund_layer_stats __user *uarg)
 		return -EINVAL;
 	if (arg.reserved[0] || arg.reserved[1])
 		return -EINVAL;
+	/* IDR ids are ints; larger values name no image. */
+	if (arg.id > INT_MAX)
+		return -ENOENT;
 
 	down_read(&rund_layer_ids_rwsem);
 	id = arg.id;

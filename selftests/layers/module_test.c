@@ -306,6 +306,10 @@ TEST_F(layer, unregistered_id_rejected)
 	EXPECT_EQ(ENOENT, errno);
 	EXPECT_EQ(-1, get_stats(self->devfd, bad, &s));
 	EXPECT_EQ(ENOENT, errno);
+	EXPECT_EQ(-1, get_stats(self->devfd, UINT32_MAX, &s));
+	EXPECT_EQ(ENOENT, errno);
+	EXPECT_EQ(-1, take_clone(self->devfd, UINT32_MAX, -1, NULL));
+	EXPECT_EQ(ENOENT, errno);
 }
 
 TEST_F(layer, unregister_then_clone_rejected)
