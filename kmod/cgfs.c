@@ -11,7 +11,9 @@
 #include <linux/kernel.h>
 #include <linux/magic.h>
 #include <linux/mount.h>
+#include <linux/file.h>
 #include <linux/namei.h>
+#include <linux/sched.h>
 #include <linux/slab.h>
 #include <linux/string.h>
 
@@ -208,4 +210,33 @@ ssize_t rund_cgfs_read(struct file *file, char *buf, size_t size)
 	}
 	buf[done] = '\0';
 	return done;
+}
+
+/* Closes @file now in a kernel thread (no task work runs there), else on return to user space. */
+void rund_cgfs_close(struct file *file)
+{
+	if (current->flags & PF_KTHREAD)
+		__fput_sync(file);
+	else
+		fput(file);
+}
+
+/*
+ * Reads control file @name of @dir through a fresh open file. v1
+ * cgroup.procs caches its pid list per open file for as long as it is read
+ * again within a second, so a poll through one long-lived file never sees
+ * the list shrink.
+ */
+ssize_t rund_cgfs_read_at(const struct path *parent, struct dentry *dir, const char *name,
+			  char *buf, size_t size)
+{
+	struct file *file;
+	ssize_t ret;
+
+	file = rund_cgfs_open(parent, dir, name, O_RDONLY);
+	if (IS_ERR(file))
+		return PTR_ERR(file);
+	ret = rund_cgfs_read(file, buf, size);
+	rund_cgfs_close(file);
+	return ret;
 }

@@ -12,6 +12,9 @@ int rund_cgfs_rmdir(const struct path *parent, struct dentry *child);
 int rund_cgfs_rename(const struct path *parent, struct dentry *child, const char *new_name);
 struct file *rund_cgfs_open(const struct path *parent, struct dentry *dir,
 			    const char *name, int flags);
+void rund_cgfs_close(struct file *file);
+ssize_t rund_cgfs_read_at(const struct path *parent, struct dentry *dir, const char *name,
+			  char *buf, size_t size);
 int rund_cgfs_write(struct file *file, const char *buf);
 int rund_cgfs_printf(struct file *file, const char *fmt, ...) __printf(2, 3);
 ssize_t rund_cgfs_read(struct file *file, char *buf, size_t size);

@@ -515,8 +515,11 @@ static int rund_pool_destroy_locked(struct rund_pool *pool, struct netlink_ext_a
 		return -EBUSY;
 	}
 
-	/* A drain that just returned its slot to idle may still be running its last lines. */
-	flush_workqueue(pool->wq);
+	/*
+	 * A drain that has just returned its slot to idle may still be running
+	 * its last lines, but those touch no slot memory, so the slots can go.
+	 * Flushing pool->wq here would wait on the scanner, which takes rwsem.
+	 */
 	rund_pool_free_slots(pool);
 	rund_pool_put_roots(pool);
 	pool->layout = RUND_LAYOUT_UNSPEC;

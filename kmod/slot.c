@@ -277,7 +277,7 @@ int rund_slot_acquire(const struct rund_claim *claim, struct rund_slot_info *inf
 		if (err) {
 			rund_stats_fail(pool, RUND_FAIL_RENAME);
 			if (err == -EEXIST)
-				NL_SET_ERR_MSG(extack, "a directory named after the sandbox id already exists under the pool root");
+				NL_SET_ERR_MSG(extack, "a directory named after the sandbox id already exists under the pool root, possibly a slot released under this id that is still draining");
 			else
 				NL_SET_ERR_MSG(extack, "cannot rename the slot directory to the sandbox id");
 			goto out_release;
@@ -371,7 +371,7 @@ out_unlock:
 }
 
 /* Lists the pids of cgroup.procs of a v1 slot and sends each SIGKILL. */
-static int rund_slot_kill_v1_pids(struct rund_slot_dir *dir)
+static int rund_slot_kill_v1_pids(const struct rund_hier *hier, struct rund_slot_dir *dir)
 {
 	char *buf, *cur, *line;
 	ssize_t len;
@@ -381,7 +381,7 @@ static int rund_slot_kill_v1_pids(struct rund_slot_dir *dir)
 	if (!buf)
 		return -ENOMEM;
 
-	len = rund_cgfs_read(dir->procs, buf, RUND_PROCS_BUF_SIZE);
+	len = rund_cgfs_read_at(&hier->root, dir->dentry, "cgroup.procs", buf, RUND_PROCS_BUF_SIZE);
 	if (len < 0) {
 		kvfree(buf);
 		return len;
@@ -448,7 +448,7 @@ static int rund_slot_kill(struct rund_pool *pool, struct rund_slot *slot)
 
 	/* Kill even when freezing failed: SIGKILL still ends most tasks. */
 	for (i = 0; i < pool->nr_hier; i++) {
-		int kerr = rund_slot_kill_v1_pids(&slot->dirs[i]);
+		int kerr = rund_slot_kill_v1_pids(&pool->hier[i], &slot->dirs[i]);
 
 		if (kerr && !err)
 			err = kerr;
@@ -476,7 +476,8 @@ static int rund_slot_populated(struct rund_pool *pool, struct rund_slot *slot)
 	}
 
 	for (i = 0; i < pool->nr_hier; i++) {
-		len = rund_cgfs_read(slot->dirs[i].procs, buf, sizeof(buf));
+		len = rund_cgfs_read_at(&pool->hier[i].root, slot->dirs[i].dentry, "cgroup.procs",
+					buf, sizeof(buf));
 		if (len < 0)
 			return len;
 		if (len > 0)
@@ -635,14 +636,14 @@ void rund_slot_drain_work(struct work_struct *work)
 	rund_slot_info_locked(pool, slot, &info);
 	spin_unlock(&pool->lock);
 
+	/* The slot may be freed from here on: use only locals and the pool. */
 	rund_genl_notify(&info, broken ? RUND_EVENT_DRAIN_FAILED : RUND_EVENT_IDLE);
 	rund_stats_op(pool, RUND_OP_DRAIN, start, broken ? -EIO : 0);
 	module_put(THIS_MODULE);
 }
 
 /* Decides whether a claimed slot is released automatically; op_lock held. */
-static enum rund_event_reason rund_slot_scan_one(struct rund_pool *pool, struct rund_slot *slot,
-						 u64 now)
+static enum rund_event_reason rund_slot_scan_one(struct rund_pool *pool, struct rund_slot *slot)
 {
 	bool was_populated, bound;
 	u64 claimed_ns;
@@ -670,8 +671,11 @@ static enum rund_event_reason rund_slot_scan_one(struct rund_pool *pool, struct 
 	}
 	if (was_populated)
 		return RUND_EVENT_EMPTIED;
-	/* A socket-bound claim lives as long as its socket, populated or not. */
-	if (!bound && now - claimed_ns > (u64)pool->lease_ms * NSEC_PER_MSEC)
+	/*
+	 * A socket-bound claim lives as long as its socket, populated or not.
+	 * The clock is read after claimed_ns, so the difference cannot wrap.
+	 */
+	if (!bound && ktime_get_ns() - claimed_ns > (u64)pool->lease_ms * NSEC_PER_MSEC)
 		return RUND_EVENT_LEASE_EXPIRED;
 	return RUND_EVENT_UNSPEC;
 }
@@ -687,7 +691,6 @@ void rund_pool_scan_work(struct work_struct *work)
 	enum rund_event_reason reason;
 	struct rund_slot *slot;
 	unsigned long index;
-	u64 now = ktime_get_ns();
 	bool claimed;
 	u64 seq;
 
@@ -706,7 +709,7 @@ void rund_pool_scan_work(struct work_struct *work)
 		claimed = slot->state == RUND_SLOT_CLAIMED;
 		spin_unlock(&pool->lock);
 
-		reason = claimed ? rund_slot_scan_one(pool, slot, now) : RUND_EVENT_UNSPEC;
+		reason = claimed ? rund_slot_scan_one(pool, slot) : RUND_EVENT_UNSPEC;
 		if (reason != RUND_EVENT_UNSPEC) {
 			spin_lock(&pool->lock);
 			if (slot->state == RUND_SLOT_CLAIMED && slot->claim_seq == seq)
