@@ -66,14 +66,30 @@ if [ ! -e "$out/include/kselftest_harness.h" ]; then
 	}
 fi
 cflags=(-O2 -g -Wall -D_GNU_SOURCE -I"$out/include" -I"$repo/user/lib" -I"$repo/kmod/uapi")
-mkdir -p "$out/guest"
+# The guest directory: run-module-test (the entry point, for guest.sh or any
+# runner that executes a directory's top-level executables), bin/module_test
+# and an empty reflink XFS image for guests that have no XFS of their own.
+guest_dir=$out/guest
+mkdir -p "$guest_dir/bin"
 if ! gcc "${cflags[@]}" -o "$out/host_test" "$here/host_test.c" \
 	"$repo/user/lib/layer.c" "$repo/user/lib/error.c" >"$out/build.log" 2>&1 ||
-   ! gcc -static "${cflags[@]}" -o "$out/guest/module_test" "$here/module_test.c" \
+   ! gcc -static "${cflags[@]}" -o "$guest_dir/bin/module_test" "$here/module_test.c" \
 	>>"$out/build.log" 2>&1; then
 	echo "1..0 # SKIP building the test programs failed"
 	diag < "$out/build.log"
 	exit 1
+fi
+install -m 0755 "$here/guest-module.sh" "$guest_dir/run-module-test"
+if [ ! -e "$guest_dir/xfs.img.gz" ]; then
+	# 320 MiB: mkfs.xfs refuses filesystems under 300 MB.
+	truncate -s 320M "$guest_dir/xfs.img" &&
+		mkfs.xfs -q -m reflink=1 "$guest_dir/xfs.img" &&
+		stat -c %s "$guest_dir/xfs.img" > "$guest_dir/xfs.img.size" &&
+		gzip -1 "$guest_dir/xfs.img" || {
+		rm -f "$guest_dir"/xfs.img*
+		echo "1..0 # SKIP cannot make the guest's XFS image"
+		exit 1
+	}
 fi
 
 # Filesystems of this suite's own, torn down on exit.
@@ -204,7 +220,7 @@ fi
 if [ ! -e "$ko" ]; then
 	skip module_test "$ko not built (make kmod)"
 else
-	RUND_KO=$ko "$here/guest.sh" -t 900 "$out/guest" ./module_test >"$work/module.log" 2>&1
+	RUND_KO=$ko "$here/guest.sh" -t 900 "$guest_dir" ./run-module-test >"$work/module.log" 2>&1
 	rc=$?
 	diag < "$work/module.log"
 	case $rc in
