@@ -7,12 +7,17 @@
 # sleep 3600'`), 10 at a time, waits until every one has printed "up",
 # lets them settle for 5 s and then reads, for every QEMU process, PSS and
 # USS (Private_Clean + Private_Dirty) from /proc/PID/smaps_rollup, and for
-# clones the private (copied-on-write) part of the guest RAM mapping of the
-# template file from /proc/PID/smaps. The rund-helper process that waits for
+# clones the guest RAM copied on write (the Anonymous pages of the mapping of
+# the template file in /proc/PID/smaps). With one clone, the template pages
+# it alone maps count as private in its USS. The rund-helper process that waits for
 # each sandbox is measured too. Then it ends the sandboxes by killing their
 # rund-helper processes (QEMU has PR_SET_PDEATHSIG) and checks that all N
 # were still running at the end. MemAvailable before and after start gives
 # a node-level figure per sandbox as well.
+#
+# Under TCG every idle guest keeps ticking (the guest kernel has a periodic
+# 250 Hz tick), about 2% of a host core each, so on a small machine the
+# largest counts saturate the CPU; choose --counts for the machine.
 #
 # Output: DIR/density.txt (one row per mode and count).
 set -euo pipefail
@@ -51,6 +56,7 @@ cleanup() {
 	rm -rf "$WORK"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 "$HELPER" template create "$NAME" >"$OUT/template.txt"
 MEM=$(sed -n 's/^memory file: *\([^ ]*\) .*/\1/p' "$OUT/template.txt")
@@ -93,7 +99,7 @@ measure() {
 	stats=$(
 		for p in $qpids; do
 			awk '/^Pss:/ { pss = $2 } /^Private_(Clean|Dirty):/ { uss += $2 } END { printf "q %d %d\n", pss, uss }' "/proc/$p/smaps_rollup" 2>/dev/null
-			awk -v m="$MEM" '$0 ~ "^[0-9a-f]+-" { inmap = index($0, m) > 0 } inmap && /^Private_Dirty:/ { s += $2 } END { printf "g %d\n", s }' "/proc/$p/smaps" 2>/dev/null
+			awk -v m="$MEM" '$0 ~ "^[0-9a-f]+-" { inmap = index($0, m) > 0 } inmap && /^Anonymous:/ { s += $2 } END { printf "g %d\n", s }' "/proc/$p/smaps" 2>/dev/null
 		done
 		for hp in "${helpers[@]}"; do
 			awk '/^Pss:/ { pss = $2 } /^Private_(Clean|Dirty):/ { uss += $2 } END { printf "h %d %d\n", pss, uss }' "/proc/$hp/smaps_rollup" 2>/dev/null
@@ -115,9 +121,17 @@ measure() {
 	sleep 2
 }
 
+# Not in a pipeline: the helpers array must stay in this shell for cleanup.
 {
 	echo "per idle sandbox, MiB (mean): qemu_pss qemu_uss guest_cow helper_pss helper_uss node(MemAvailable drop)"
 	printf "%-8s %4s %4s %5s %9s %9s %9s %9s %9s %10s\n" mode n up alive qemu_pss qemu_uss guest_cow helper_pss helper_uss node
-	for n in $COUNTS; do measure template "$n"; done
-	for n in $COLD_COUNTS; do measure cold "$n"; done
-} | tee "$OUT/density.txt"
+} >"$OUT/density.txt"
+cat "$OUT/density.txt"
+for n in $COUNTS; do
+	measure template "$n" >>"$OUT/density.txt"
+	tail -1 "$OUT/density.txt"
+done
+for n in $COLD_COUNTS; do
+	measure cold "$n" >>"$OUT/density.txt"
+	tail -1 "$OUT/density.txt"
+done

@@ -2,6 +2,7 @@
 # Start latency of rund sandboxes: cold boot vs template restore.
 #
 #   scripts/bench-start.sh [--concurrency "1 10 50"] [--runs N] [--out DIR]
+#                          [--extra-mode NAME:VAR=VALUE]...
 #
 # For each mode (cold: `run --no-template`, template: `run --template NAME`)
 # and each concurrency C it starts bursts of C sandboxes at once, each running
@@ -10,7 +11,8 @@
 # up to function_start in `run --json-fd`. CPU time per start is the user +
 # system time of rund-helper and its QEMU child (/usr/bin/time), divided by
 # the starts. Modes alternate burst by burst so that background load hits
-# both alike.
+# all alike. --extra-mode adds a template mode run with one more environment
+# variable, for example template-tb4:RUND_TCG_TB_MIB=4.
 #
 # Phases: restore is launch to the clone resumed, identity is the agent's
 # clock, entropy and name fixups, agent is the writable layer mounted (for a
@@ -29,6 +31,8 @@ RUNS=30
 OUT=$BUILD/bench-start
 PNG=$ROOT/docs/bench-start-cdf.png
 NAME=rund-bench-start-$$
+MODES="cold template"
+declare -A MODE_ENV=()
 
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -36,6 +40,12 @@ while [ $# -gt 0 ]; do
 	--runs) RUNS=$2; shift 2 ;;
 	--out) OUT=$2; shift 2 ;;
 	--png) PNG=$2; shift 2 ;;
+	--extra-mode)
+		case $2 in
+		*:*=*) MODES="$MODES ${2%%:*}"; MODE_ENV[${2%%:*}]=${2#*:} ;;
+		*) echo "bench-start: invalid --extra-mode '$2': expected NAME:VAR=VALUE" >&2; exit 2 ;;
+		esac
+		shift 2 ;;
 	*) echo "bench-start: unknown argument '$1'; usage: $0 [--concurrency \"1 10 50\"] [--runs N] [--out DIR] [--png FILE]" >&2; exit 2 ;;
 	esac
 done
@@ -56,13 +66,14 @@ grep -E '^(boot|qemu)' "$OUT/template.txt" | sed 's/^/bench-start:   /'
 # their CPU time to cpu-MODE-C.txt.
 burst() {
 	local mode=$1 c=$2 i dir
-	local -a args
+	local -a args envs=()
 	if [ "$mode" = cold ]; then args=(--no-template); else args=(--template "$NAME"); fi
+	[ -n "${MODE_ENV[$mode]:-}" ] && envs=("${MODE_ENV[$mode]}")
 	dir=$(mktemp -d "$OUT/burst.XXXXXX")
 	local t0 t1
 	t0=$(date +%s.%N)
 	for i in $(seq 1 "$c"); do
-		/usr/bin/time -f '%U %S' -o "$dir/$i.time" \
+		env "${envs[@]}" /usr/bin/time -f '%U %S' -o "$dir/$i.time" \
 			"$HELPER" run "${args[@]}" --json-fd 3 -- true 3>"$dir/$i.json" >/dev/null 2>"$dir/$i.err" &
 	done
 	wait
@@ -87,11 +98,10 @@ burst() {
 }
 
 for c in $CONC; do
-	rm -f "$OUT/wall-cold-$c.txt" "$OUT/wall-template-$c.txt"
+	for mode in $MODES; do rm -f "$OUT/wall-$mode-$c.txt"; done
 	n=0
 	while [ $n -lt "$RUNS" ]; do
-		burst cold "$c"
-		burst template "$c"
+		for mode in $MODES; do burst "$mode" "$c"; done
 		n=$((n + c))
 	done
 	echo "bench-start: concurrency $c done ($n starts per mode)"
@@ -105,16 +115,16 @@ pct() {
 }
 
 {
-	printf "%-8s %4s %5s %9s %9s %7s %7s %8s %8s %8s %8s %9s %8s\n" mode conc n median_ms p99_ms layer spawn restore identity agent fn_start cpu_ms/st st/s/core
+	printf "%-12s %4s %5s %9s %9s %7s %7s %8s %8s %8s %8s %9s %8s\n" mode conc n median_ms p99_ms layer spawn restore identity agent fn_start cpu_ms/st st/s/core
 	for c in $CONC; do
-		for mode in cold template; do
+		for mode in $MODES; do
 			f=$OUT/start-$mode-$c.csv
 			[ -s "$f" ] || continue
 			n=$(wc -l <"$f")
 			cpu=$(awk '{ s += $1 + $2; n++ } END { printf "%.0f", n ? s / n * 1000 : 0 }' "$OUT/cpu-$mode-$c.txt")
 			# Starts per second per core over whole bursts (2+ concurrent only).
 			rate=$(awk -v cores="$(nproc)" '{ s += $3; t += $2 - $1 } END { printf "%.1f", t ? s / t / cores : 0 }' "$OUT/wall-$mode-$c.txt")
-			printf "%-8s %4d %5d %9.1f %9.1f %7.1f %7.1f %8.1f %8.1f %8.1f %8.1f %9s %8s\n" "$mode" "$c" "$n" \
+			printf "%-12s %4d %5d %9.1f %9.1f %7.1f %7.1f %8.1f %8.1f %8.1f %8.1f %9s %8s\n" "$mode" "$c" "$n" \
 				"$(pct "$f" 3 50)" "$(pct "$f" 3 99)" "$(pct "$f" 4 50)" "$(pct "$f" 5 50)" \
 				"$(pct "$f" 6 50)" "$(pct "$f" 7 50)" "$(pct "$f" 8 50)" "$(pct "$f" 9 50)" "$cpu" "$rate"
 		done
@@ -127,11 +137,12 @@ pct() {
 # CDF plot: one curve per mode and concurrency.
 plot=""
 for c in $CONC; do
-	for mode in cold template; do
+	for mode in $MODES; do
 		f=$OUT/start-$mode-$c.csv
 		[ -s "$f" ] || continue
 		cut -d, -f3 "$f" | sort -n | awk '{ a[NR] = $1 } END { for (i = 1; i <= NR; i++) print a[i], i / NR }' >"$OUT/cdf-$mode-$c.dat"
-		plot="$plot${plot:+, }'$OUT/cdf-$mode-$c.dat' using 1:2 with steps title '$mode, $c concurrent'"
+		dt=1; [ "$mode" = cold ] && dt=2
+		plot="$plot${plot:+, }'$OUT/cdf-$mode-$c.dat' using 1:2 with steps dt $dt lw 2 title '$mode, $c concurrent'"
 	done
 done
 gnuplot <<EOF
