@@ -8,7 +8,9 @@
 # below removes whatever a crashed or timed-out test left behind.
 #
 # RUND_TEST_CYCLES sets the acquire/release cycles per worker of the
-# concurrency tests (default 10000).
+# concurrency tests (default 10000). The module backend is then tested in a
+# QEMU guest with rund.ko ($RUND_KO, default $BUILD/kmod/rund.ko) on the
+# layouts in RUND_POOL_GUEST_LAYOUTS (default "v2 v1").
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -95,4 +97,50 @@ expect_fail "family 'rund' is not registered" "$H" pool list --backend module
 RUND_TEST_PREFIX="$PREFIX" RUND_HELPER="$H" "$BUILD/selftests/pool_test"
 rc=$?
 [ "$fails" -eq 0 ] || rc=1
+
+# The module backend: a static rund-helper drives rund.ko in a QEMU guest
+# booting Debian's 6.1 kernel, once on cgroup2 and once on a co-mounted v1
+# hierarchy (separate boots: a controller cannot move to v1 once cgroup2 used it).
+KO=${RUND_KO:-$BUILD/kmod/rund.ko}
+DEBIAN_KERNEL_ROOT=${DEBIAN_KERNEL_ROOT:-$BUILD/debian-kernel/root}
+guest_missing=""
+if [ ! -d "$DEBIAN_KERNEL_ROOT/lib/modules" ]; then
+	headers=$(ls -d /usr/src/linux-headers-*-amd64 2>/dev/null | head -n1)
+	pkg=linux-image-${headers#/usr/src/linux-headers-}
+	mkdir -p "$DEBIAN_KERNEL_ROOT"
+	if [ -z "$headers" ] || ! (cd "$(dirname "$DEBIAN_KERNEL_ROOT")" &&
+		apt-get download -q "$pkg" >"$DEBIAN_KERNEL_ROOT.log" 2>&1 &&
+		dpkg-deb -x "$(ls "${pkg}"_*.deb | head -n1)" "$DEBIAN_KERNEL_ROOT"); then
+		guest_missing="Debian's kernel package $pkg could not be unpacked into $DEBIAN_KERNEL_ROOT"
+	fi
+fi
+[ -f "$KO" ] || guest_missing="no $KO ('make kmod' builds it)"
+if [ -n "$guest_missing" ]; then
+	if [ "${CI:-}" = true ]; then
+		echo "not ok pool-user guest: $guest_missing"
+		rc=1
+	else
+		echo "# SKIP module backend guest tests: $guest_missing"
+	fi
+else
+	kver=$(ls "$DEBIAN_KERNEL_ROOT/lib/modules" | head -n1)
+	objs=$(ls "$BUILD"/obj/user/*.o)
+	for layout in ${RUND_POOL_GUEST_LAYOUTS:-v2 v1}; do
+		stage="$BUILD/pool-user-guest/$layout/pool"
+		rm -rf "$stage"
+		mkdir -p "$stage/bin"
+		cp selftests/pool-user/guest/common.sh selftests/pool-user/guest/"$layout"/* "$stage"/
+		gcc -static -o "$stage/bin/rund-helper" $objs "$BUILD/lib/librund.a" \
+			-lnl-genl-3 -lnl-3 -ljson-c -lpthread -lm 2>"$stage.link.log" ||
+			{ cat "$stage.link.log" >&2; echo "not ok pool-user guest $layout: static link failed"; rc=1; continue; }
+		echo "# module backend, $layout layout, in a guest"
+		if ! RUND_KO="$KO" RUND_VM_TIMEOUT=300 scripts/vm-selftest.sh \
+			"$DEBIAN_KERNEL_ROOT/boot/vmlinuz-$kver" "$DEBIAN_KERNEL_ROOT/lib/modules/$kver" "$stage"; then
+			echo "not ok pool-user guest $layout"
+			rc=1
+		else
+			echo "ok pool-user guest $layout"
+		fi
+	done
+fi
 exit $rc

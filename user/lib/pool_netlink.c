@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 #include <linux/netlink.h>
 #include <netlink/netlink.h>
 #include <netlink/genl/genl.h>
@@ -353,6 +354,14 @@ static int mod_init(struct rund_pool *pool, const struct rund_pool_config *cfg,
 
 	if (!msg)
 		return rund_error_set(err, ENOMEM, "pool init");
+	/* The module makes the slots below pool roots that exist already. */
+	for (i = 0; i < cfg->nr_hierarchies; i++) {
+		if (mkdir(cfg->hier[i].path, 0755) < 0 && errno != EEXIST) {
+			nlmsg_free(msg);
+			return rund_error_set(err, errno, "pool init: create pool root %s",
+					      cfg->hier[i].path);
+		}
+	}
 	PUT_OR_FAIL(nla_put_u32(msg, RUND_A_POOL_LAYOUT, cfg->layout));
 	if (cfg->layout == RUND_LAYOUT_V1_SPLIT) {
 		hiers = nla_nest_start(msg, RUND_A_POOL_HIERARCHIES);
@@ -424,9 +433,11 @@ static int mod_acquire(struct rund_pool *pool, const char *id,
 	struct nl_msg *msg = new_msg(p, RUND_CMD_ACQUIRE, false);
 	struct rund_slot_info tmp;
 	struct nl_req req = { .info = info ? info : &tmp };
+	char what[RUND_SANDBOX_ID_MAX + 32];
 
+	snprintf(what, sizeof(what), "acquire '%s'", id);
 	if (!msg)
-		return rund_error_set(err, ENOMEM, "acquire");
+		return rund_error_set(err, ENOMEM, "%s", what);
 	PUT_OR_FAIL(put_id(msg, id));
 	if (flags)
 		PUT_OR_FAIL(nla_put_u32(msg, RUND_A_ACQUIRE_FLAGS, flags));
@@ -438,7 +449,7 @@ static int mod_acquire(struct rund_pool *pool, const char *id,
 		PUT_OR_FAIL(nla_put_u32(msg, RUND_A_CPU_PERIOD_US, l->cpu_period_us));
 	if (l && l->pids_max)
 		PUT_OR_FAIL(nla_put_u32(msg, RUND_A_PIDS_MAX, l->pids_max));
-	return transact(p, msg, &req, "acquire", err);
+	return transact(p, msg, &req, what, err);
 
 out_put_failure:
 	nlmsg_free(msg);
@@ -451,12 +462,14 @@ static int mod_attach(struct rund_pool *pool, const char *id, pid_t pid,
 	struct nl_pool *p = nlp(pool);
 	struct nl_msg *msg = new_msg(p, RUND_CMD_ATTACH, false);
 	struct nl_req req = { 0 };
+	char what[RUND_SANDBOX_ID_MAX + 48];
 
+	snprintf(what, sizeof(what), "attach %d to '%s'", (int)pid, id);
 	if (!msg)
-		return rund_error_set(err, ENOMEM, "attach");
+		return rund_error_set(err, ENOMEM, "%s", what);
 	PUT_OR_FAIL(put_id(msg, id));
 	PUT_OR_FAIL(nla_put_u32(msg, RUND_A_PID, (uint32_t)pid));
-	return transact(p, msg, &req, "attach", err);
+	return transact(p, msg, &req, what, err);
 
 out_put_failure:
 	nlmsg_free(msg);
@@ -468,11 +481,13 @@ static int mod_release(struct rund_pool *pool, const char *id, struct rund_error
 	struct nl_pool *p = nlp(pool);
 	struct nl_msg *msg = new_msg(p, RUND_CMD_RELEASE, false);
 	struct nl_req req = { 0 };
+	char what[RUND_SANDBOX_ID_MAX + 32];
 
+	snprintf(what, sizeof(what), "release '%s'", id);
 	if (!msg)
-		return rund_error_set(err, ENOMEM, "release");
+		return rund_error_set(err, ENOMEM, "%s", what);
 	PUT_OR_FAIL(put_id(msg, id));
-	return transact(p, msg, &req, "release", err);
+	return transact(p, msg, &req, what, err);
 
 out_put_failure:
 	nlmsg_free(msg);
@@ -485,15 +500,20 @@ static int mod_query(struct rund_pool *pool, const char *id, uint32_t index,
 	struct nl_pool *p = nlp(pool);
 	struct nl_msg *msg = new_msg(p, RUND_CMD_SLOT_GET, false);
 	struct nl_req req = { .info = info };
+	char what[RUND_SANDBOX_ID_MAX + 32];
 	int ret;
 
+	if (id)
+		snprintf(what, sizeof(what), "show '%s'", id);
+	else
+		snprintf(what, sizeof(what), "show slot %u", index);
 	if (!msg)
-		return rund_error_set(err, ENOMEM, "show");
+		return rund_error_set(err, ENOMEM, "%s", what);
 	if (id)
 		PUT_OR_FAIL(put_id(msg, id));
 	else
 		PUT_OR_FAIL(nla_put_u32(msg, RUND_A_INDEX, index));
-	ret = transact(p, msg, &req, "show", err);
+	ret = transact(p, msg, &req, what, err);
 	if (!ret && !req.got_slot)
 		return rund_error_setx(err, EPROTO, "show: the rund module replied without a slot");
 	return ret;
