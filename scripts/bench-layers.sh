@@ -6,14 +6,16 @@
 #
 # Host part: copy-fsync, copy and reflink on an XFS loop mount of its own
 # (the host kernel cannot load modules). Guest part: copy-fsync, reflink and
-# module inside
-# a QEMU TCG guest booting Debian's 6.1 kernel with rund.ko loaded
-# (selftests/layers/guest.sh), so the module's figures have their baselines
-# from the same run. The module runs use K = 8, below the burst of 200, so
-# refills are part of what is measured; a longer run of 1000 layers gives the
-# sustained rate. Results go to stdout and $BUILD/bench/layers.txt.
+# module inside a QEMU TCG guest booting Debian's 6.1 kernel with rund.ko
+# loaded (selftests/layers/guest.sh), so the module's figures have their
+# baselines from the same run. The module runs use K = 8, below the burst of
+# 200, so refills are part of what is measured; a run of 1000 layers gives the
+# sustained rate. Paced guest runs (one request per INTERVAL_US in total)
+# show the hand-out latency when the refill keeps up. Results go to stdout and
+# $BUILD/bench/layers.txt.
 #
-# Environment: BUILD (default build/), COUNT (default 200), SUSTAINED (1000).
+# Environment: BUILD (default build/), COUNT (default 200), SUSTAINED (1000),
+# INTERVAL_US (2000).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -21,6 +23,7 @@ repo=$(cd "$here/.." && pwd)
 BUILD=${BUILD:-$repo/build}
 COUNT=${COUNT:-200}
 SUSTAINED=${SUSTAINED:-1000}
+INTERVAL_US=${INTERVAL_US:-2000}
 out=$BUILD/bench
 results=$out/layers.txt
 host=1
@@ -78,6 +81,11 @@ if [ "$guest" = 1 ]; then
 for m in copy-fsync reflink module; do
 	for t in 1 8; do
 		echo "guest: \$(./layer_bench --dir /mnt/xfs --method \$m --threads \$t --count $COUNT --depth 8)"
+	done
+done
+for m in reflink module; do
+	for t in 1 8; do
+		echo "guest: \$(./layer_bench --dir /mnt/xfs --method \$m --threads \$t --count $COUNT --depth 8 --interval-us $INTERVAL_US) (paced)"
 	done
 done
 echo "guest: \$(./layer_bench --dir /mnt/xfs --method reflink --threads 8 --count $SUSTAINED) (sustained)"

@@ -3,7 +3,7 @@
  * layer_bench: time the creation of writable layers.
  *
  *   layer_bench --dir DIR --method METHOD [--count N] [--threads T]
- *               [--size-mib S] [--depth K]
+ *               [--size-mib S] [--depth K] [--interval-us U]
  *
  * Methods:
  *   copy-fsync   O_TMPFILE, read/write copy of the image, fsync
@@ -15,7 +15,11 @@
  * preallocated, filled and synced, so it is a few extents as `rund-helper
  * layer create` makes it. Each layer is closed right after it is made, so a
  * run measures creation only and copies do not need N times the image size.
- * Prints one line per run: median, p99, mean and max latency, and the rate.
+ * With --interval-us each thread waits U * T microseconds between requests,
+ * so requests arrive at about one per U microseconds in total (a paced load
+ * instead of a burst). Prints one line per run: median, p99, mean and max
+ * latency, and the rate; module runs add the same figures for the requests
+ * served from the pool.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -51,6 +55,9 @@ struct bench {
 	unsigned int count;
 	atomic_uint next;
 	uint64_t *lat_ns;
+	bool *pooled;
+	unsigned int threads;
+	unsigned int interval_us;
 	pthread_barrier_t start;
 	atomic_int failed;
 };
@@ -129,7 +136,7 @@ out_close:
 	return -1;
 }
 
-static int make_layer(struct bench *b)
+static int make_layer(struct bench *b, bool *pooled)
 {
 	struct rund_layer_clone c;
 	int fd;
@@ -153,6 +160,7 @@ static int make_layer(struct bench *b)
 		c.id = b->id;
 		if (ioctl(b->devfd, RUND_LAYER_IOC_CLONE, &c) < 0)
 			return -1;
+		*pooled = c.flags & RUND_LAYER_CLONE_POOLED;
 		return c.fd;
 	}
 	return -1;
@@ -168,8 +176,10 @@ static void *worker(void *arg)
 	pthread_barrier_wait(&b->start);
 	errno = 0;
 	while ((i = atomic_fetch_add(&b->next, 1)) < b->count) {
+		if (b->interval_us && i >= b->threads)
+			usleep(b->interval_us * b->threads);
 		t0 = now_ns();
-		fd = make_layer(b);
+		fd = make_layer(b, &b->pooled[i]);
 		b->lat_ns[i] = now_ns() - t0;
 		if (fd < 0) {
 			if (!atomic_exchange(&b->failed, errno ? errno : EIO))
@@ -206,12 +216,14 @@ int main(int argc, char **argv)
 		{ "threads", required_argument, NULL, 't' },
 		{ "size-mib", required_argument, NULL, 's' },
 		{ "depth", required_argument, NULL, 'k' },
+		{ "interval-us", required_argument, NULL, 'i' },
 		{}
 	};
 	struct rund_layer_stats before = {}, after = {};
 	unsigned int threads = 1, size_mib = 64, depth = 8, i;
 	struct bench b = { .method = -1, .count = 200, .devfd = -1 };
-	uint64_t t0, elapsed, sum = 0;
+	uint64_t t0, elapsed, sum = 0, *hits;
+	unsigned int nhits = 0;
 	char image[4096];
 	pthread_t *tids;
 	int c;
@@ -228,6 +240,7 @@ int main(int argc, char **argv)
 		case 't': threads = strtoul(optarg, NULL, 10); break;
 		case 's': size_mib = strtoul(optarg, NULL, 10); break;
 		case 'k': depth = strtoul(optarg, NULL, 10); break;
+		case 'i': b.interval_us = strtoul(optarg, NULL, 10); break;
 		default: usage();
 		}
 	}
@@ -237,8 +250,10 @@ int main(int argc, char **argv)
 	b.image_fd = make_image(b.dir, size_mib, image, sizeof(image));
 	b.image_size = (off_t)size_mib * MIB;
 	b.lat_ns = calloc(b.count, sizeof(*b.lat_ns));
+	b.pooled = calloc(b.count, sizeof(*b.pooled));
+	b.threads = threads;
 	tids = calloc(threads, sizeof(*tids));
-	if (!b.lat_ns || !tids)
+	if (!b.lat_ns || !b.pooled || !tids)
 		die("allocate");
 
 	if (b.method == M_MODULE) {
@@ -286,24 +301,38 @@ int main(int argc, char **argv)
 	if (b.failed)
 		return 1;
 
+	/* Latencies of pool hits, taken before the sort loses the pairing. */
+	hits = calloc(b.count, sizeof(*hits));
+	if (!hits)
+		die("allocate");
+	for (i = 0; i < b.count; i++)
+		if (b.pooled[i])
+			hits[nhits++] = b.lat_ns[i];
+	qsort(hits, nhits, sizeof(*hits), cmp_u64);
+
 	qsort(b.lat_ns, b.count, sizeof(*b.lat_ns), cmp_u64);
 	for (i = 0; i < b.count; i++)
 		sum += b.lat_ns[i];
-	printf("method=%s threads=%u count=%u size_mib=%u image_extents=%u "
-	       "median_us=%.1f p99_us=%.1f mean_us=%.1f max_us=%.1f rate_per_s=%.0f",
+	printf("method=%s threads=%u count=%u size_mib=%u image_extents=%u",
 	       method_names[b.method], threads, b.count, size_mib,
-	       count_extents(b.image_fd),
+	       count_extents(b.image_fd));
+	if (b.interval_us)
+		printf(" interval_us=%u", b.interval_us);
+	printf(" median_us=%.1f p99_us=%.1f mean_us=%.1f max_us=%.1f rate_per_s=%.0f",
 	       b.lat_ns[b.count / 2] / 1e3,
 	       b.lat_ns[(b.count * 99 + 99) / 100 - 1] / 1e3,
 	       sum / (double)b.count / 1e3, b.lat_ns[b.count - 1] / 1e3,
 	       b.count / (elapsed / 1e9));
-	if (b.method == M_MODULE)
-		printf(" depth=%u from_pool=%llu misses=%llu refills=%llu",
-		       depth,
-		       (unsigned long long)(after.handed_out - before.handed_out -
-					    (after.misses - before.misses)),
+	if (b.method == M_MODULE) {
+		printf(" depth=%u from_pool=%u misses=%llu refills=%llu",
+		       depth, nhits,
 		       (unsigned long long)(after.misses - before.misses),
 		       (unsigned long long)(after.refills - before.refills));
+		if (nhits)
+			printf(" pool_hit_median_us=%.1f pool_hit_p99_us=%.1f",
+			       hits[nhits / 2] / 1e3,
+			       hits[(nhits * 99 + 99) / 100 - 1] / 1e3);
+	}
 	printf("\n");
 	return 0;
 }
