@@ -105,15 +105,20 @@ make_initramfs() {
 	cp /bin/busybox "$dir/bin/busybox" || return 1
 	cat >"$dir/init" <<'INIT'
 #!/bin/busybox sh
-# Guest side of selftests/platform: each check prints one result line.
+# Guest side of selftests/platform: each check prints one result line. The
+# lines go through /dev/kmsg because the kernel writes its log to the console
+# before it reboots, while output still queued on the tty can be lost.
 bb=/bin/busybox
+report() {
+	echo "$*" >/dev/kmsg
+}
 check() {
 	name=$1
 	shift
 	if "$@" >/tmp.out 2>&1; then
-		echo "RUND-CHECK $name ok"
+		report "RUND-CHECK $name ok"
 	else
-		echo "RUND-CHECK $name fail: $($bb head -c 300 /tmp.out | $bb tr '\n' ' ')"
+		report "RUND-CHECK $name fail: $($bb head -c 300 /tmp.out | $bb tr '\n' ' ')"
 	fi
 }
 $bb mount -t devtmpfs dev /dev
@@ -129,8 +134,8 @@ check overlay-mount $bb mount -t overlay -o lowerdir=/ro,upperdir=/rw/upper,work
 $bb mount -t proc proc /newroot/proc
 check python-run $bb chroot /newroot /usr/bin/python3 -c 'print(sum(range(10)))'
 check python-socketpair $bb chroot /newroot /usr/bin/python3 -c 'import socket; a, b = socket.socketpair(); a.send(b"x"); assert b.recv(1) == b"x"'
-$bb chroot /newroot /usr/bin/python3 -c 'print("RUND-PYTHON", sum(range(10)))'
-echo RUND-CHECK-DONE
+report "$($bb chroot /newroot /usr/bin/python3 -c 'print("RUND-PYTHON", sum(range(10)))')"
+report RUND-CHECK-DONE
 $bb reboot -f
 INIT
 	chmod 0755 "$dir/init"
@@ -150,14 +155,14 @@ else
 		-M microvm,acpi=off -accel tcg -cpu max -smp 2 -m 256 \
 		-global virtio-mmio.force-legacy=false \
 		-kernel "$KERNEL" -initrd "$TMP/initramfs.cpio" \
-		-append "console=ttyS0 reboot=t panic=-1 tsc_early_khz=$(host_tsc_khz) noapictimer" \
+		-append "console=ttyS0 reboot=t panic=-1 tsc_early_khz=$(host_tsc_khz) noapictimer printk.devkmsg=on" \
 		-drive "id=ro,file=$IMAGE,format=raw,if=none,readonly=on" -device virtio-blk-device,drive=ro \
 		-drive "id=rw,file=$CLONE,format=raw,if=none" -device virtio-blk-device,drive=rw \
 		-device virtio-serial-device -chardev null,id=port \
 		-device virtserialport,chardev=port,name=org.rund.platform \
 		-no-reboot -nographic -nodefaults -serial stdio </dev/null >"$TMP/console.log" 2>&1
 	rc=$?
-	tr -d '\r' <"$TMP/console.log" >"$TMP/console.txt"
+	tr -d '\r' <"$TMP/console.log" | sed -n 's/^\[ *[0-9.]*\] //p' >"$TMP/console.txt"
 	if [ "$rc" -eq 0 ] && grep -q '^RUND-CHECK-DONE' "$TMP/console.txt"; then
 		ok "guest boots and QEMU exits on reboot"
 	else
@@ -182,6 +187,86 @@ else
 		ok "guest writes stay in the clone"
 	fi
 fi
+
+# 4. Skipping writes that are already in place (rund.patch_skip, on by
+#    default) must leave the same kernel text after boot as writing them all.
+#    Each guest stops after boot and QEMU saves its text from _text to _etext
+#    through the monitor; the two copies are compared, for 1 and 2 vCPUs.
+dump_text() {
+	local out=$1 vcpus=$2 cmdline=$3 monitor=$TMP/monitor.$$ addr len
+	local dir=$TMP/idle
+
+	addr=$(nm "$KERNEL" | awk '$3 == "_text" { print $1 }')
+	len=$(nm "$KERNEL" | awk '$3 == "_etext" { print $1 }')
+	[ -n "$addr" ] && [ -n "$len" ] || { echo "no _text or _etext symbol in $KERNEL"; return 1; }
+	# The kernel is linked at __START_KERNEL_map + physical address.
+	len=$((0x$len - 0x$addr))
+	addr=$((0x$addr - 0xffffffff80000000))
+
+	mkdir -p "$dir/bin" "$dir/dev"
+	cp /bin/busybox "$dir/bin/busybox" || return 1
+	printf '#!/bin/busybox sh\n/bin/busybox mount -t devtmpfs dev /dev\necho RUND-IDLE >/dev/kmsg\nexec /bin/busybox sleep 600\n' >"$dir/init"
+	chmod 0755 "$dir/init"
+	(cd "$dir" && find . | cpio -o -H newc -R 0:0 --quiet) >"$TMP/idle.cpio"
+
+	# A log left from the previous boot would announce this one as ready.
+	rm -f "$out" "$monitor" "$TMP/idle.log"
+	timeout -k 5 120 qemu-system-x86_64 \
+		-M microvm,acpi=off -accel tcg -cpu max -smp "$vcpus" -m 128 \
+		-kernel "$KERNEL" -initrd "$TMP/idle.cpio" \
+		-append "console=ttyS0 reboot=t panic=-1 tsc_early_khz=$(host_tsc_khz) noapictimer printk.devkmsg=on $cmdline" \
+		-qmp "unix:$monitor,server=on,wait=off" \
+		-no-reboot -display none -nodefaults -serial "file:$TMP/idle.log" </dev/null &
+	local qemu=$! i
+	for i in $(seq 1 900); do
+		grep -q RUND-IDLE "$TMP/idle.log" 2>/dev/null && break
+		kill -0 "$qemu" 2>/dev/null || break
+		sleep 0.1
+	done
+	if ! grep -q RUND-IDLE "$TMP/idle.log" 2>/dev/null; then
+		kill "$qemu" 2>/dev/null
+		wait "$qemu"
+		echo "guest did not reach init: $(tail -n 3 "$TMP/idle.log" 2>/dev/null | tr '\r\n' '  ')"
+		return 1
+	fi
+	# QMP runs commands in order, so quit comes after the save.
+	python3 - "$monitor" "$addr" "$len" "$out" <<'PY'
+import json, socket, sys
+sock = socket.socket(socket.AF_UNIX)
+sock.connect(sys.argv[1])
+save = {"execute": "pmemsave", "arguments": {
+    "val": int(sys.argv[2]), "size": int(sys.argv[3]), "filename": sys.argv[4]}}
+for cmd in ({"execute": "qmp_capabilities"}, save, {"execute": "quit"}):
+    sock.sendall(json.dumps(cmd).encode() + b"\n")
+replies = b""
+while True:
+    try:
+        data = sock.recv(4096)
+    except ConnectionResetError:
+        break
+    if not data:
+        break
+    replies += data
+if b'"error"' in replies:
+    sys.exit("QMP error: " + replies.decode(errors="replace"))
+PY
+	wait "$qemu"
+	[ -s "$out" ] || { echo "QEMU saved no guest memory to $out"; return 1; }
+}
+
+for vcpus in 1 2; do
+	name="kernel text same with rund.patch_skip on and off, $vcpus vCPU(s)"
+	if ! err=$(dump_text "$TMP/text-skip.$vcpus" "$vcpus" "" 2>&1); then
+		not_ok "$name" "$err"
+	elif ! err=$(dump_text "$TMP/text-noskip.$vcpus" "$vcpus" rund.patch_skip=off 2>&1); then
+		not_ok "$name" "$err"
+	elif cmp -s "$TMP/text-skip.$vcpus" "$TMP/text-noskip.$vcpus"; then
+		ok "$name"
+	else
+		not_ok "$name" "$(cmp -l "$TMP/text-skip.$vcpus" "$TMP/text-noskip.$vcpus" | wc -l) bytes differ" \
+			"$(cmp "$TMP/text-skip.$vcpus" "$TMP/text-noskip.$vcpus")"
+	fi
+done
 
 echo "1..$ntest"
 [ "$nfail" -eq 0 ]
