@@ -21,66 +21,105 @@
  * kernel/cgroup/cgroup.c, cgroup-v1.c and legacy_freezer.c of Linux 6.1 and
  * against stacks recorded on 6.18. Newer kernels take cgroup_mutex through
  * cgroup_lock(), an inline function, so its callers still appear by their
- * own name. The caller is
- * the first stack frame outside the locking code, so a lock taken in an
- * inlined helper shows the function the helper was inlined into. The class
- * must match too: proc_cgroup_show() takes both cgroup_mutex and css_set_lock.
+ * own name. The caller is the first stack frame outside the locking code, so
+ * a lock taken in an inlined helper shows the function the helper was
+ * inlined into. The class must match too: proc_cgroup_show() takes both
+ * cgroup_mutex and css_set_lock. STATIC_LOCK entries name a lock in the
+ * kernel image, OBJECT_LOCK entries the kind of an allocated lock.
  */
+#define STATIC_LOCK(caller, class, lock) { caller, class, lock, false }
+#define OBJECT_LOCK(caller, class, lock) { caller, class, lock, true }
+
 static const struct lockstat_inference inferences[] = {
 	/* mutex_lock(&cgroup_mutex), directly or through cgroup_lock() */
-	{ "cgroup_kn_lock_live", LOCKSTAT_CLASS_MUTEX, "cgroup_mutex" },
-	{ "cgroup_lock_and_drain_offline", LOCKSTAT_CLASS_MUTEX, "cgroup_mutex" },
-	{ "css_killed_work_fn", LOCKSTAT_CLASS_MUTEX, "cgroup_mutex" },
-	{ "css_release_work_fn", LOCKSTAT_CLASS_MUTEX, "cgroup_mutex" },
-	{ "cgroup1_rename", LOCKSTAT_CLASS_MUTEX, "cgroup_mutex" },
-	{ "cgroup_attach_task_all", LOCKSTAT_CLASS_MUTEX, "cgroup_mutex" },
-	{ "cgroup_transfer_tasks", LOCKSTAT_CLASS_MUTEX, "cgroup_mutex" },
-	{ "cgroup_css_set_fork", LOCKSTAT_CLASS_MUTEX, "cgroup_mutex" },
-	{ "cgroup_can_fork", LOCKSTAT_CLASS_MUTEX, "cgroup_mutex" },
-	{ "cgroup_do_get_tree", LOCKSTAT_CLASS_MUTEX, "cgroup_mutex" },
-	{ "cgroup_path_ns", LOCKSTAT_CLASS_MUTEX, "cgroup_mutex" },
-	{ "task_cgroup_path", LOCKSTAT_CLASS_MUTEX, "cgroup_mutex" },
-	{ "proc_cgroup_show", LOCKSTAT_CLASS_MUTEX, "cgroup_mutex" },
-	{ "pressure_write", LOCKSTAT_CLASS_MUTEX, "cgroup_mutex" },
-	{ "cgroup_add_cftypes", LOCKSTAT_CLASS_MUTEX, "cgroup_mutex" },
-	{ "cgroup_rm_cftypes", LOCKSTAT_CLASS_MUTEX, "cgroup_mutex" },
+	STATIC_LOCK("cgroup_kn_lock_live", LOCKSTAT_CLASS_MUTEX, "cgroup_mutex"),
+	STATIC_LOCK("cgroup_lock_and_drain_offline", LOCKSTAT_CLASS_MUTEX, "cgroup_mutex"),
+	STATIC_LOCK("css_killed_work_fn", LOCKSTAT_CLASS_MUTEX, "cgroup_mutex"),
+	STATIC_LOCK("css_release_work_fn", LOCKSTAT_CLASS_MUTEX, "cgroup_mutex"),
+	STATIC_LOCK("cgroup1_rename", LOCKSTAT_CLASS_MUTEX, "cgroup_mutex"),
+	STATIC_LOCK("cgroup_attach_task_all", LOCKSTAT_CLASS_MUTEX, "cgroup_mutex"),
+	STATIC_LOCK("cgroup_transfer_tasks", LOCKSTAT_CLASS_MUTEX, "cgroup_mutex"),
+	STATIC_LOCK("cgroup_css_set_fork", LOCKSTAT_CLASS_MUTEX, "cgroup_mutex"),
+	STATIC_LOCK("cgroup_can_fork", LOCKSTAT_CLASS_MUTEX, "cgroup_mutex"),
+	STATIC_LOCK("cgroup_do_get_tree", LOCKSTAT_CLASS_MUTEX, "cgroup_mutex"),
+	STATIC_LOCK("cgroup_path_ns", LOCKSTAT_CLASS_MUTEX, "cgroup_mutex"),
+	STATIC_LOCK("task_cgroup_path", LOCKSTAT_CLASS_MUTEX, "cgroup_mutex"),
+	STATIC_LOCK("proc_cgroup_show", LOCKSTAT_CLASS_MUTEX, "cgroup_mutex"),
+	STATIC_LOCK("pressure_write", LOCKSTAT_CLASS_MUTEX, "cgroup_mutex"),
+	STATIC_LOCK("cgroup_add_cftypes", LOCKSTAT_CLASS_MUTEX, "cgroup_mutex"),
+	STATIC_LOCK("cgroup_rm_cftypes", LOCKSTAT_CLASS_MUTEX, "cgroup_mutex"),
 
 	/* spin_lock_irq(&css_set_lock) and its irqsave form */
-	{ "cgroup_post_fork", LOCKSTAT_CLASS_SPIN, "css_set_lock" },
-	{ "cgroup_css_set_fork", LOCKSTAT_CLASS_SPIN, "css_set_lock" },
-	{ "cgroup_can_fork", LOCKSTAT_CLASS_SPIN, "css_set_lock" },
-	{ "cgroup_exit", LOCKSTAT_CLASS_SPIN, "css_set_lock" },
-	{ "cgroup_release", LOCKSTAT_CLASS_SPIN, "css_set_lock" },
-	{ "cgroup_migrate", LOCKSTAT_CLASS_SPIN, "css_set_lock" },
-	{ "cgroup_migrate_execute", LOCKSTAT_CLASS_SPIN, "css_set_lock" },
-	{ "cgroup_migrate_finish", LOCKSTAT_CLASS_SPIN, "css_set_lock" },
-	{ "cgroup_attach_task", LOCKSTAT_CLASS_SPIN, "css_set_lock" },
-	{ "__cgroup_procs_write", LOCKSTAT_CLASS_SPIN, "css_set_lock" },
-	{ "cgroup_attach_task_all", LOCKSTAT_CLASS_SPIN, "css_set_lock" },
-	{ "cgroup_transfer_tasks", LOCKSTAT_CLASS_SPIN, "css_set_lock" },
-	{ "find_css_set", LOCKSTAT_CLASS_SPIN, "css_set_lock" },
-	{ "cgroup_create", LOCKSTAT_CLASS_SPIN, "css_set_lock" },
-	{ "cgroup_destroy_locked", LOCKSTAT_CLASS_SPIN, "css_set_lock" },
-	{ "css_release_work_fn", LOCKSTAT_CLASS_SPIN, "css_set_lock" },
-	{ "css_task_iter_start", LOCKSTAT_CLASS_SPIN, "css_set_lock" },
-	{ "css_task_iter_next", LOCKSTAT_CLASS_SPIN, "css_set_lock" },
-	{ "css_task_iter_end", LOCKSTAT_CLASS_SPIN, "css_set_lock" },
-	{ "cgroup_task_count", LOCKSTAT_CLASS_SPIN, "css_set_lock" },
-	{ "__cgroup_kill", LOCKSTAT_CLASS_SPIN, "css_set_lock" },
-	{ "cgroup_update_dfl_csses", LOCKSTAT_CLASS_SPIN, "css_set_lock" },
-	{ "cgroup_path_ns", LOCKSTAT_CLASS_SPIN, "css_set_lock" },
-	{ "task_cgroup_path", LOCKSTAT_CLASS_SPIN, "css_set_lock" },
-	{ "proc_cgroup_show", LOCKSTAT_CLASS_SPIN, "css_set_lock" },
-	{ "cgroup_show_path", LOCKSTAT_CLASS_SPIN, "css_set_lock" },
+	STATIC_LOCK("cgroup_post_fork", LOCKSTAT_CLASS_SPIN, "css_set_lock"),
+	STATIC_LOCK("cgroup_css_set_fork", LOCKSTAT_CLASS_SPIN, "css_set_lock"),
+	STATIC_LOCK("cgroup_can_fork", LOCKSTAT_CLASS_SPIN, "css_set_lock"),
+	STATIC_LOCK("cgroup_exit", LOCKSTAT_CLASS_SPIN, "css_set_lock"),
+	STATIC_LOCK("cgroup_release", LOCKSTAT_CLASS_SPIN, "css_set_lock"),
+	STATIC_LOCK("cgroup_migrate", LOCKSTAT_CLASS_SPIN, "css_set_lock"),
+	STATIC_LOCK("cgroup_migrate_execute", LOCKSTAT_CLASS_SPIN, "css_set_lock"),
+	STATIC_LOCK("cgroup_migrate_finish", LOCKSTAT_CLASS_SPIN, "css_set_lock"),
+	STATIC_LOCK("cgroup_attach_task", LOCKSTAT_CLASS_SPIN, "css_set_lock"),
+	STATIC_LOCK("__cgroup_procs_write", LOCKSTAT_CLASS_SPIN, "css_set_lock"),
+	STATIC_LOCK("cgroup_attach_task_all", LOCKSTAT_CLASS_SPIN, "css_set_lock"),
+	STATIC_LOCK("cgroup_transfer_tasks", LOCKSTAT_CLASS_SPIN, "css_set_lock"),
+	STATIC_LOCK("find_css_set", LOCKSTAT_CLASS_SPIN, "css_set_lock"),
+	STATIC_LOCK("cgroup_create", LOCKSTAT_CLASS_SPIN, "css_set_lock"),
+	STATIC_LOCK("cgroup_destroy_locked", LOCKSTAT_CLASS_SPIN, "css_set_lock"),
+	STATIC_LOCK("css_release_work_fn", LOCKSTAT_CLASS_SPIN, "css_set_lock"),
+	STATIC_LOCK("css_task_iter_start", LOCKSTAT_CLASS_SPIN, "css_set_lock"),
+	STATIC_LOCK("css_task_iter_next", LOCKSTAT_CLASS_SPIN, "css_set_lock"),
+	STATIC_LOCK("css_task_iter_end", LOCKSTAT_CLASS_SPIN, "css_set_lock"),
+	STATIC_LOCK("cgroup_task_count", LOCKSTAT_CLASS_SPIN, "css_set_lock"),
+	STATIC_LOCK("__cgroup_kill", LOCKSTAT_CLASS_SPIN, "css_set_lock"),
+	STATIC_LOCK("cgroup_update_dfl_csses", LOCKSTAT_CLASS_SPIN, "css_set_lock"),
+	STATIC_LOCK("cgroup_path_ns", LOCKSTAT_CLASS_SPIN, "css_set_lock"),
+	STATIC_LOCK("task_cgroup_path", LOCKSTAT_CLASS_SPIN, "css_set_lock"),
+	STATIC_LOCK("proc_cgroup_show", LOCKSTAT_CLASS_SPIN, "css_set_lock"),
+	STATIC_LOCK("cgroup_show_path", LOCKSTAT_CLASS_SPIN, "css_set_lock"),
+
+	/*
+	 * Locks inside allocated objects, named by their kind, from the 6.1
+	 * sources of kernel/fork.c, mm/mmap.c, mm/util.c, fs/namei.c and
+	 * fs/kernfs/dir.c. lock_mm_and_find_vma() (6.5+) and the
+	 * do_renameat2() frame were seen on 6.18.
+	 */
+	OBJECT_LOCK("dup_mmap", LOCKSTAT_CLASS_RWSEM, "mmap_lock of an mm_struct"),
+	OBJECT_LOCK("exit_mmap", LOCKSTAT_CLASS_RWSEM, "mmap_lock of an mm_struct"),
+	OBJECT_LOCK("vm_mmap_pgoff", LOCKSTAT_CLASS_RWSEM, "mmap_lock of an mm_struct"),
+	OBJECT_LOCK("__vm_munmap", LOCKSTAT_CLASS_RWSEM, "mmap_lock of an mm_struct"),
+	OBJECT_LOCK("vm_munmap", LOCKSTAT_CLASS_RWSEM, "mmap_lock of an mm_struct"),
+	OBJECT_LOCK("do_brk_flags", LOCKSTAT_CLASS_RWSEM, "mmap_lock of an mm_struct"),
+	OBJECT_LOCK("vm_brk_flags", LOCKSTAT_CLASS_RWSEM, "mmap_lock of an mm_struct"),
+	OBJECT_LOCK("do_user_addr_fault", LOCKSTAT_CLASS_RWSEM, "mmap_lock of an mm_struct"),
+	OBJECT_LOCK("lock_mm_and_find_vma", LOCKSTAT_CLASS_RWSEM, "mmap_lock of an mm_struct"),
+	OBJECT_LOCK("filename_create", LOCKSTAT_CLASS_RWSEM, "i_rwsem of a directory inode"),
+	OBJECT_LOCK("do_rmdir", LOCKSTAT_CLASS_RWSEM, "i_rwsem of a directory inode"),
+	OBJECT_LOCK("do_unlinkat", LOCKSTAT_CLASS_RWSEM, "i_rwsem of a directory inode"),
+	OBJECT_LOCK("lock_rename", LOCKSTAT_CLASS_RWSEM, "i_rwsem of a directory inode"),
+	OBJECT_LOCK("do_renameat2", LOCKSTAT_CLASS_RWSEM, "i_rwsem of a directory inode"),
+	OBJECT_LOCK("open_last_lookups", LOCKSTAT_CLASS_RWSEM, "i_rwsem of a directory inode"),
+	OBJECT_LOCK("lookup_slow", LOCKSTAT_CLASS_RWSEM, "i_rwsem of a directory inode"),
+	OBJECT_LOCK("kernfs_dop_revalidate", LOCKSTAT_CLASS_RWSEM, "kernfs_rwsem of a kernfs root"),
+	OBJECT_LOCK("kernfs_iop_lookup", LOCKSTAT_CLASS_RWSEM, "kernfs_rwsem of a kernfs root"),
+	OBJECT_LOCK("kernfs_add_one", LOCKSTAT_CLASS_RWSEM, "kernfs_rwsem of a kernfs root"),
+	OBJECT_LOCK("kernfs_remove", LOCKSTAT_CLASS_RWSEM, "kernfs_rwsem of a kernfs root"),
+	OBJECT_LOCK("kernfs_remove_by_name_ns", LOCKSTAT_CLASS_RWSEM, "kernfs_rwsem of a kernfs root"),
+	OBJECT_LOCK("kernfs_remove_self", LOCKSTAT_CLASS_RWSEM, "kernfs_rwsem of a kernfs root"),
+	OBJECT_LOCK("kernfs_rename_ns", LOCKSTAT_CLASS_RWSEM, "kernfs_rwsem of a kernfs root"),
+	OBJECT_LOCK("kernfs_fop_readdir", LOCKSTAT_CLASS_RWSEM, "kernfs_rwsem of a kernfs root"),
+	OBJECT_LOCK("kernfs_find_and_get_ns", LOCKSTAT_CLASS_RWSEM, "kernfs_rwsem of a kernfs root"),
+	OBJECT_LOCK("kernfs_walk_and_get_ns", LOCKSTAT_CLASS_RWSEM, "kernfs_rwsem of a kernfs root"),
+	OBJECT_LOCK("kernfs_activate", LOCKSTAT_CLASS_RWSEM, "kernfs_rwsem of a kernfs root"),
 
 	/* mutex_lock(&freezer_mutex) in kernel/cgroup/legacy_freezer.c (v1 freezer) */
-	{ "freezer_attach", LOCKSTAT_CLASS_MUTEX, "freezer_mutex" },
-	{ "freezer_fork", LOCKSTAT_CLASS_MUTEX, "freezer_mutex" },
-	{ "freezer_css_online", LOCKSTAT_CLASS_MUTEX, "freezer_mutex" },
-	{ "freezer_css_offline", LOCKSTAT_CLASS_MUTEX, "freezer_mutex" },
-	{ "freezer_read", LOCKSTAT_CLASS_MUTEX, "freezer_mutex" },
-	{ "freezer_change_state", LOCKSTAT_CLASS_MUTEX, "freezer_mutex" },
-	{ "freezer_write", LOCKSTAT_CLASS_MUTEX, "freezer_mutex" },	/* inlined freezer_change_state() */
+	STATIC_LOCK("freezer_attach", LOCKSTAT_CLASS_MUTEX, "freezer_mutex"),
+	STATIC_LOCK("freezer_fork", LOCKSTAT_CLASS_MUTEX, "freezer_mutex"),
+	STATIC_LOCK("freezer_css_online", LOCKSTAT_CLASS_MUTEX, "freezer_mutex"),
+	STATIC_LOCK("freezer_css_offline", LOCKSTAT_CLASS_MUTEX, "freezer_mutex"),
+	STATIC_LOCK("freezer_read", LOCKSTAT_CLASS_MUTEX, "freezer_mutex"),
+	STATIC_LOCK("freezer_change_state", LOCKSTAT_CLASS_MUTEX, "freezer_mutex"),
+	/* freezer_write() shows when freezer_change_state() is inlined into it. */
+	STATIC_LOCK("freezer_write", LOCKSTAT_CLASS_MUTEX, "freezer_mutex"),
 
 	/*
 	 * percpu_down_write(&cgroup_threadgroup_rwsem) in cgroup_attach_lock()
@@ -88,13 +127,14 @@ static const struct lockstat_inference inferences[] = {
 	 * cgroup_threadgroup_change_begin() on fork, exec and exit. The
 	 * cgroup_can_fork() entries cover cgroup_css_set_fork() inlined into it.
 	 */
-	{ "cgroup_attach_lock", LOCKSTAT_CLASS_PERCPU_RWSEM, "cgroup_threadgroup_rwsem" },
-	{ "cgroup_procs_write_start", LOCKSTAT_CLASS_PERCPU_RWSEM, "cgroup_threadgroup_rwsem" },
-	{ "cgroup_css_set_fork", LOCKSTAT_CLASS_PERCPU_RWSEM, "cgroup_threadgroup_rwsem" },
-	{ "cgroup_can_fork", LOCKSTAT_CLASS_PERCPU_RWSEM, "cgroup_threadgroup_rwsem" },
-	{ "copy_process", LOCKSTAT_CLASS_PERCPU_RWSEM, "cgroup_threadgroup_rwsem" },
-	{ "exit_signals", LOCKSTAT_CLASS_PERCPU_RWSEM, "cgroup_threadgroup_rwsem" },
-	{ "de_thread", LOCKSTAT_CLASS_PERCPU_RWSEM, "cgroup_threadgroup_rwsem" },
+	STATIC_LOCK("cgroup_attach_lock", LOCKSTAT_CLASS_PERCPU_RWSEM, "cgroup_threadgroup_rwsem"),
+	STATIC_LOCK("cgroup_procs_write_start", LOCKSTAT_CLASS_PERCPU_RWSEM,
+		    "cgroup_threadgroup_rwsem"),
+	STATIC_LOCK("cgroup_css_set_fork", LOCKSTAT_CLASS_PERCPU_RWSEM, "cgroup_threadgroup_rwsem"),
+	STATIC_LOCK("cgroup_can_fork", LOCKSTAT_CLASS_PERCPU_RWSEM, "cgroup_threadgroup_rwsem"),
+	STATIC_LOCK("copy_process", LOCKSTAT_CLASS_PERCPU_RWSEM, "cgroup_threadgroup_rwsem"),
+	STATIC_LOCK("exit_signals", LOCKSTAT_CLASS_PERCPU_RWSEM, "cgroup_threadgroup_rwsem"),
+	STATIC_LOCK("de_thread", LOCKSTAT_CLASS_PERCPU_RWSEM, "cgroup_threadgroup_rwsem"),
 };
 
 /*
@@ -209,8 +249,6 @@ static void infer_lock_name(const struct ksyms *ksyms, struct lockstat_lock *loc
 	char name[256];
 	size_t e, i;
 
-	if (!lock->in_kernel_image)
-		return;
 	/* Entries are sorted, so the first match is the one with the most weight. */
 	for (e = 0; e < lock->entry_count; e++) {
 		const struct lockstat_entry *entry = lock->entries[e];
@@ -225,6 +263,8 @@ static void infer_lock_name(const struct ksyms *ksyms, struct lockstat_lock *loc
 		base_name(sym->name, name, sizeof(name));
 		for (i = 0; i < sizeof(inferences) / sizeof(inferences[0]); i++) {
 			if (inferences[i].class != class || strcmp(inferences[i].caller, name))
+				continue;
+			if (inferences[i].dynamic == lock->in_kernel_image)
 				continue;
 			if (!lock->inferred)
 				lock->inferred = &inferences[i];

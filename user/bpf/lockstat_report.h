@@ -33,6 +33,7 @@ struct lockstat_inference {
 	const char *caller;
 	enum lockstat_class class;
 	const char *lock;
+	bool dynamic;	/* a lock inside an allocated object, never a static one */
 };
 
 struct lockstat_lock {
