@@ -1042,6 +1042,8 @@ static int cg_destroy(struct rund_pool *pool, bool force, struct rund_error *err
 	close(p->fd);
 	p->fd = -1;
 	p->hdr = NULL;
+	/* Deliberately ignored: the directory may hold other files. */
+	rmdir(p->state_dir);
 	return 0;
 }
 
