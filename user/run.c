@@ -37,7 +37,6 @@
 #define CONSOLE_TAIL 4096	/* bytes of guest console kept for errors */
 #define QEMU_STDERR_MAX 4096
 #define REBOOT_WAIT_MS 5000	/* QEMU exit after the guest's reboot() */
-#define RESTORE_TIMEOUT_MS 10000	/* template restore and clone setup */
 
 struct run_opts {
 	const char *image;
@@ -844,25 +843,27 @@ static int pick_template(struct run *r, struct rund_error *err)
 /* Load the template's device state into the new QEMU, then set up the clone. */
 static int restore_template(struct run *r, int qmp_fd, int agent_fd, struct rund_error *err)
 {
+	/* Each step may take the whole --timeout, as a cold boot's agent may. */
+	int timeout_ms = (int)r->o->timeout_s * 1000;
 	struct rund_qmp q;
 	int ret;
 
-	ret = rund_qmp_open(&q, qmp_fd, RESTORE_TIMEOUT_MS, err);
+	ret = rund_qmp_open(&q, qmp_fd, timeout_ms, err);
 	if (ret)
 		return ret;
-	ret = rund_template_restore(r->tmpl, &q, RESTORE_TIMEOUT_MS, NULL, err);
+	ret = rund_template_restore(r->tmpl, &q, timeout_ms, NULL, err);
 	/* QEMU keeps running; a later stop_qemu() kills it without QMP. */
 	rund_qmp_close(&q);
 	if (ret)
 		return ret;
 	mark(r, PHASE_RESTORE);
-	ret = rund_template_send_identity(agent_fd, r->id, r->id, RESTORE_TIMEOUT_MS, err);
+	ret = rund_template_send_identity(agent_fd, r->id, r->id, timeout_ms, err);
 	if (!ret)
-		ret = rund_template_wait_ack(agent_fd, "IDENTITY", RESTORE_TIMEOUT_MS, err);
+		ret = rund_template_wait_ack(agent_fd, "IDENTITY", timeout_ms, err);
 	if (ret)
 		return ret;
 	mark(r, PHASE_IDENTITY);
-	return rund_template_wait_ack(agent_fd, "MOUNT_LAYER", RESTORE_TIMEOUT_MS, err);
+	return rund_template_wait_ack(agent_fd, "MOUNT_LAYER", timeout_ms, err);
 }
 
 struct vm_start_call {
