@@ -58,7 +58,9 @@ void rund_error_prefix(struct rund_error *err, const char *fmt, ...)
 	va_end(ap);
 
 	memcpy(old, err->msg, sizeof(old));
-	snprintf(err->msg, sizeof(err->msg), "%s%s", prefix, old);
+	/* A message longer than the buffer keeps its beginning. */
+	if (snprintf(err->msg, sizeof(err->msg), "%s%s", prefix, old) < 0)
+		memcpy(err->msg, old, sizeof(old));
 }
 
 void rund_error_clear(struct rund_error *err)
