@@ -358,7 +358,7 @@ static int rund_cmd_acquire(struct sk_buff *skb, struct genl_info *info)
 	err = rund_slot_acquire(&claim, slot, info->extack);
 	if (!err)
 		err = rund_reply_slot(info, RUND_CMD_ACQUIRE, slot);
-	/* NOTE: a lost reply leaves the claim in place; the caller can query or release it by id. */
+	/* NOTE: a lost reply leaves the claim in place, and the caller can query or release it by id. */
 	kfree(slot);
 	return err;
 }
@@ -423,7 +423,7 @@ static int rund_cmd_slot_get(struct sk_buff *skb, struct genl_info *info)
 	return err;
 }
 
-/* Dumps every slot in index order; cb->args[0] is the next index. */
+/* Dumps every slot in index order. cb->args[0] is the next index. */
 static int rund_dump_slots(struct sk_buff *skb, struct netlink_callback *cb)
 {
 	struct rund_slot_info *slot;
@@ -438,7 +438,7 @@ static int rund_dump_slots(struct sk_buff *skb, struct netlink_callback *cb)
 	for (;; index++) {
 		err = rund_slot_get(NULL, index, slot);
 		if (err) {
-			/* -ENOENT past the last slot ends the dump; no pool dumps nothing. */
+			/* -ENOENT past the last slot ends the dump, and without a pool the dump is empty. */
 			err = 0;
 			break;
 		}
@@ -647,7 +647,7 @@ static struct genl_family rund_family __ro_after_init = {
 	.name = RUND_GENL_NAME,
 	.version = RUND_GENL_VERSION,
 	.module = THIS_MODULE,
-	/* Requests run concurrently; the pool does its own locking. */
+	/* Requests run concurrently because the pool does its own locking. */
 	.parallel_ops = true,
 	.resv_start_op = 0,
 	.ops = rund_ops,

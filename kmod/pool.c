@@ -173,7 +173,7 @@ out_close:
 	return err;
 }
 
-/* Closes the slot's files and removes its directories; the slot must be idle. */
+/* Closes the slot's files and removes its directories. The slot must be idle. */
 static void rund_slot_free(struct rund_pool *pool, struct rund_slot *slot)
 {
 	u32 i;
@@ -494,7 +494,7 @@ out_unlock:
 	return err;
 }
 
-/* Tears the pool down; the caller holds rwsem for write and cfg_mutex. */
+/* Tears the pool down. The caller holds rwsem for write and cfg_mutex. */
 static int rund_pool_destroy_locked(struct rund_pool *pool, struct netlink_ext_ack *extack)
 {
 	u32 busy;

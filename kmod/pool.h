@@ -34,7 +34,7 @@ struct rund_hier {
 	u32 controllers;	/* RUND_CTRL_* served by this hierarchy */
 };
 
-/* Limits of a claim; zero means unlimited (pids, memory, quota). */
+/* Limits of a claim. Zero means unlimited (pids, memory, quota). */
 struct rund_limits {
 	u64 memory_max;
 	u64 cpu_quota_us;
@@ -97,11 +97,11 @@ struct rund_stats {
 
 struct rund_pool {
 	/*
-	 * Read-held by every operation that looks up slots; write-held by
+	 * Read-held by every operation that looks up slots. Write-held by
 	 * init and destroy, which create the configuration and free slots.
 	 */
 	struct rw_semaphore rwsem;
-	/* Serializes init, resize and destroy; protects nr_slots growth. */
+	/* Serializes init, resize and destroy, and so the growth of nr_slots. */
 	struct mutex cfg_mutex;
 
 	/* Configuration: written under rwsem held for write, constant otherwise. */
@@ -112,7 +112,7 @@ struct rund_pool {
 	struct rund_hier hier[RUND_POOL_MAX_HIERARCHIES];
 	u32 nr_hier;
 
-	/* Slots by index; entries are stored under cfg_mutex and erased under rwsem write. */
+	/* Slots by index. Entries are stored under cfg_mutex and erased under rwsem held for write. */
 	struct xarray slots;
 
 	/*

@@ -39,7 +39,7 @@ static bool rund_pool_v1(const struct rund_pool *pool)
  * rund_slot_write_limits() - write a claim's limits into the slot's control files
  * @pool: the pool
  * @slot: the slot, with op_lock held
- * @limits: zero fields mean unlimited; a zero period means the default period
+ * @limits: zero fields mean unlimited, and a zero period means the default period
  *
  * Return: 0 or the first write error.
  */
@@ -418,7 +418,7 @@ static int rund_slot_freeze_wait(struct rund_slot_dir *dir)
 }
 
 /*
- * Kills every process of the slot: cgroup.kill on v2; on v1 the slot is
+ * Kills every process of the slot with cgroup.kill on v2. On v1 the slot is
  * frozen so that nothing forks while the pids are listed and signalled,
  * then thawed so that the killed tasks can exit.
  */
@@ -508,7 +508,7 @@ static int rund_slot_wait_empty(struct rund_pool *pool, struct rund_slot *slot)
  * @sandbox_id: validated sandbox id
  * @extack: receives the reason of a rejection
  *
- * The slot's processes are sent the kill before this returns; waiting for
+ * The slot's processes are sent the kill before this returns. Waiting for
  * them to exit, resetting the limits and the v1 rename back happen in the
  * drain worker. Return: 0, -ENODEV, or -ENOENT for an unknown id.
  */
@@ -642,7 +642,7 @@ void rund_slot_drain_work(struct work_struct *work)
 	module_put(THIS_MODULE);
 }
 
-/* Decides whether a claimed slot is released automatically; op_lock held. */
+/* Decides whether a claimed slot is released automatically. The caller holds op_lock. */
 static enum rund_event_reason rund_slot_scan_one(struct rund_pool *pool, struct rund_slot *slot)
 {
 	bool was_populated, bound;
