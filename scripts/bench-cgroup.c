@@ -13,8 +13,10 @@
  * once), then tears them all down. Prints one line per mode with the median
  * and p99 of setup+teardown per sandbox in microseconds.
  *
- * usage: bench-cgroup MODE N THREADS ROOTNAME [idle]
- * "idle" instead measures lone starts: 2 s pause before each of 5 starts.
+ * usage: bench-cgroup MODE N THREADS ROOTNAME [idle|sustained]
+ * "idle" instead measures lone starts: a 2 s pause before each start.
+ * "sustained" keeps 4 sandboxes per thread alive and replaces the oldest
+ * per step, so teardowns overlap other threads' setups.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -236,6 +238,38 @@ static void teardown_one(struct sandbox *b)
 }
 
 static pthread_barrier_t barrier;
+static bool sustained;
+
+/* Sandboxes each thread keeps alive in the sustained mode. */
+#define LIVE_PER_THREAD 4
+
+/*
+ * Sustained churn: each thread keeps LIVE_PER_THREAD sandboxes alive and
+ * replaces the oldest one per step, so teardowns (and the pool's drains)
+ * overlap the setups of other threads. A step's figure is one setup plus
+ * one teardown.
+ */
+static void churn(int from, int to)
+{
+	struct sandbox live[LIVE_PER_THREAD];
+	int i, k = 0, n = 0;
+	uint64_t t0;
+
+	for (i = from; i < to; i++) {
+		t0 = now_ns();
+		if (n == LIVE_PER_THREAD) {
+			teardown_one(&live[k]);
+			n--;
+		}
+		setup_one(&live[k], i);
+		n++;
+		k = (k + 1) % LIVE_PER_THREAD;
+		boxes[i].ns = now_ns() - t0;
+		boxes[i].setup_ns = boxes[i].ns;
+	}
+	for (i = 0; i < n; i++)
+		teardown_one(&live[i]);
+}
 
 static void *worker(void *arg)
 {
@@ -244,6 +278,10 @@ static void *worker(void *arg)
 	uint64_t t0;
 
 	pthread_barrier_wait(&barrier);
+	if (sustained) {
+		churn(from, to);
+		return NULL;
+	}
 	for (i = from; i < to; i++) {
 		t0 = now_ns();
 		setup_one(&boxes[i], i);
@@ -379,6 +417,7 @@ int main(int argc, char **argv)
 	nthreads = atoi(argv[3]);
 	snprintf(root, sizeof(root), "%s", argv[4]);
 	idle = argc > 5 && !strcmp(argv[5], "idle");
+	sustained = argc > 5 && !strcmp(argv[5], "sustained");
 	if (total < 1 || nthreads < 1 || nthreads > 64) {
 		fprintf(stderr, "bench-cgroup: N must be >= 1 and THREADS 1 to 64\n");
 		return 2;
@@ -388,7 +427,7 @@ int main(int argc, char **argv)
 	lat = calloc(total, sizeof(*lat));
 	make_roots();
 	if (mode == V1_POOL || mode == V2_POOL)
-		open_pool(idle ? 1 : total);
+		open_pool(idle ? 1 : sustained ? nthreads * (LIVE_PER_THREAD + 1) : total);
 
 	wall = now_ns();
 	if (idle) {
@@ -438,8 +477,8 @@ int main(int argc, char **argv)
 	for (i = 0; i < total; i++)
 		sum += lat[i];
 	/* idle mode: the setup (the start) alone is the figure of interest */
-	printf("%s n=%d threads=%d%s median_us=%.1f p99_us=%.1f mean_us=%.1f setup_median_us=%.1f setup_p99_us=%.1f teardown_median_us=%.1f wall_ms=%.1f\n",
-	       names[mode], total, nthreads, idle ? " idle" : "",
+	printf("%s n=%d threads=%d%s%s median_us=%.1f p99_us=%.1f mean_us=%.1f setup_median_us=%.1f setup_p99_us=%.1f teardown_median_us=%.1f wall_ms=%.1f\n",
+	       names[mode], total, nthreads, idle ? " idle" : "", sustained ? " sustained" : "",
 	       lat[total / 2] / 1000.0, lat[(total * 99) / 100] / 1000.0,
 	       sum / 1000.0 / total, setup[total / 2] / 1000.0, setup[(total * 99) / 100] / 1000.0,
 	       down[total / 2] / 1000.0, wall / 1e6);

@@ -14,7 +14,8 @@
 #   v2-clone  mkdir + clone3(CLONE_INTO_CGROUP); rmdir
 #   v2-pool   pool acquire + clone3(CLONE_INTO_CGROUP) into the slot; release
 #   spawn     fork and kill without any cgroup: the floor under every mode
-# then lone starts after a 2 s idle pause (5 each). Prints a markdown table
+# then a sustained churn (teardowns overlapping claims), then lone starts
+# after a 2 s idle pause (5 each). Prints markdown tables
 # with the median, p99 and the ratio to the baseline of the same run.
 # Cgroups are named rund-bench-<pid> and removed at exit.
 set -uo pipefail
@@ -73,6 +74,30 @@ for n in $sizes; do
 			*) base=$m ;;
 			esac
 			echo "| $n | $t | $m | ${med[$m]} | ${p99[$m]} | $(field setup_median_us "$line") | $(field teardown_median_us "$line") | $(ratio "${med[$base]}" "${med[$m]}")× ($base) | $(ratio "${p99[$base]}" "${p99[$m]}")× |"
+		done
+	done
+done
+
+echo
+echo "Sustained churn: 4 live sandboxes per thread, the oldest replaced per step, so teardowns and"
+echo "the pool's drains overlap other threads' claims (per step: one setup + one teardown):"
+echo
+echo "| steps | threads | mode | median µs | p99 µs | wall ms | median ratio | p99 ratio | wall ratio |"
+echo "|---|---|---|---|---|---|---|---|---|"
+for n in 1000; do
+	for t in $threads; do
+		declare -A med=() p99=() wall=()
+		for m in v1-base v1-pool v2-procs v2-clone v2-pool; do
+			line=$("$B" "$m" "$n" "$t" "$NAME" sustained) || { echo "bench-cgroup: $m sustained failed" >&2; exit 1; }
+			med[$m]=$(field median_us "$line")
+			p99[$m]=$(field p99_us "$line")
+			wall[$m]=$(field wall_ms "$line")
+			case $m in
+			v1-pool) base=v1-base ;;
+			v2-clone|v2-pool) base=v2-procs ;;
+			*) base=$m ;;
+			esac
+			echo "| $n | $t | $m | ${med[$m]} | ${p99[$m]} | ${wall[$m]} | $(ratio "${med[$base]}" "${med[$m]}")× ($base) | $(ratio "${p99[$base]}" "${p99[$m]}")× | $(ratio "${wall[$base]}" "${wall[$m]}")× |"
 		done
 	done
 done

@@ -493,8 +493,10 @@ int cmd_pool(int argc, char **argv)
 				cfg.size = (uint32_t)size;
 			snprintf(cfg.prefix, sizeof(cfg.prefix), "%s", prefix);
 			if (strlen(prefix) > RUND_PREFIX_MAX)
-				cfg.prefix[0] = '\0';
-			ret = rund_pool_init(pool, &cfg, &err);
+				ret = rund_error_setx(&err, EINVAL, "slot prefix '%s' is longer than %u characters; shorten --prefix",
+						      prefix, RUND_PREFIX_MAX);
+			else
+				ret = rund_pool_init(pool, &cfg, &err);
 		}
 		if (!ret) {
 			json_object *j = json_object_new_object(), *h = json_object_new_array();
