@@ -57,8 +57,23 @@ src_sum=$({
 	for p in "${patches[@]}"; do sha256sum "$ROOT/patches/$p"; done
 } | sha256sum | cut -d' ' -f1)
 
+# Files changed by the patches, as "sha256 mtime path" lines, so that a fresh
+# tree can give unchanged files their old modification time back.
+list_patched_files() {
+	local p
+	for p in "${patches[@]}"; do
+		sed -n 's|^+++ b/||p' "$ROOT/patches/$p"
+	done
+}
+
 if [ "$(cat "$SRC/.rund-src-stamp" 2>/dev/null)" != "$src_sum" ]; then
 	echo "build-guest-kernel: extracting $TARBALL to $BUILD/src/"
+	old_manifest=$BUILD/src/.rund-patched-files.old
+	if [ -f "$SRC/.rund-patched-files" ]; then
+		cp "$SRC/.rund-patched-files" "$old_manifest"
+	else
+		: >"$old_manifest"
+	fi
 	rm -rf "$SRC" "$OUT/.rund-build-stamp"
 	mkdir -p "$BUILD/src"
 	tar -xJf "$TARBALL" -C "$BUILD/src"
@@ -68,6 +83,23 @@ if [ "$(cat "$SRC/.rund-src-stamp" 2>/dev/null)" != "$src_sum" ]; then
 		patch -d "$SRC" -p1 --batch --forward --quiet <"$ROOT/patches/$p" ||
 			die "patch $p does not apply to $TARBALL; refresh it"
 	done
+
+	# tar restores the tarball's old modification times, so make rebuilds
+	# only what the patches touch. A file that a patch changes the same
+	# way as before gets its old time back and rebuilds nothing. A file
+	# that changed, or that a dropped patch no longer changes, gets the
+	# current time so that its objects are rebuilt.
+	while read -r sum mtime path; do
+		if [ -f "$SRC/$path" ] && [ "$(sha256sum <"$SRC/$path" | cut -d' ' -f1)" = "$sum" ]; then
+			touch -d "@$mtime" "$SRC/$path"
+		elif [ -f "$SRC/$path" ]; then
+			touch "$SRC/$path"
+		fi
+	done <"$old_manifest"
+	rm -f "$old_manifest"
+	list_patched_files | sort -u | while read -r path; do
+		echo "$(sha256sum <"$SRC/$path" | cut -d' ' -f1) $(stat -c %Y "$SRC/$path") $path"
+	done >"$SRC/.rund-patched-files"
 	echo "$src_sum" >"$SRC/.rund-src-stamp"
 fi
 
