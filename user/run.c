@@ -208,6 +208,10 @@ static void usage(FILE *out)
 		"  --json           print one JSON result object to stderr at the end\n"
 		"  --json-fd FD     print the JSON result object to descriptor FD instead\n"
 		"\n"
+		"QEMU starts in a cgroup slot claimed from the node's pool when one is\n"
+		"initialised (rund-helper pool init); RUND_POOL_BACKEND=auto|module|cgroupfs|none\n"
+		"picks the pool backend or disables the pool (default auto).\n"
+		"\n"
 		"Exit status: CMD's status; 128+N when CMD died of signal N; 125 when rund\n"
 		"failed, 126 when CMD cannot be invoked, 127 when CMD is not found.\n",
 		RUN_DEFAULT_IMAGE, RUND_LAYER_DEFAULT_IMAGE, RUND_DEFAULT_KERNEL,
