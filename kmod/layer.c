@@ -39,7 +39,7 @@
 /**
  * struct rund_layer_ready - one clone waiting in an image's pool
  * @node: entry in rund_layer_image.ready
- * @file: the unlinked clone, opened by the module for its own use only
+ * @file: an ordinary read-write open of the unlinked clone, ready to install
  * @image_ctime: the image's ctime when the clone was made; a pool clone of
  *	an image that changed since is discarded instead of handed out
  */
@@ -109,16 +109,20 @@ static void rund_layer_image_put(struct rund_layer_image *img)
 }
 
 /*
- * Create an unlinked file in the image's directory and clone the whole image
- * into it. The file is for the module's own use (vfs_tmpfile_open() does not
- * account it in nr_files), so it is never installed in a file table.
+ * Create an unlinked file in the image's directory, clone the whole image
+ * into it and return a file ready to install in a file table.
+ *
+ * vfs_tmpfile_open() gives a file that is not counted in nr_files and must
+ * not be installed, so the result is a second, ordinary open of the same
+ * dentry with the registering caller's credentials. Doing that here, and not
+ * at hand-out, keeps the open off the fast path.
  */
 static struct file *rund_layer_make_clone(struct rund_layer_image *img)
 {
 	struct inode *inode = file_inode(img->image);
 	loff_t size = i_size_read(inode);
 	const struct cred *old_cred;
-	struct file *clone;
+	struct file *clone, *file;
 	loff_t cloned;
 	int ret;
 
@@ -146,7 +150,9 @@ static struct file *rund_layer_make_clone(struct rund_layer_image *img)
 		goto out_put_clone;
 	}
 
-	return clone;
+	file = dentry_open(&clone->f_path, O_RDWR | O_LARGEFILE, img->cred);
+	fput(clone);
+	return file;
 
 out_put_clone:
 	fput(clone);
@@ -456,15 +462,15 @@ static long rund_layer_set_depth(struct rund_layer_depth __user *uarg)
 }
 
 /*
- * Return a new file for the caller: a ready clone when one is valid, else a
- * clone made now. The returned file is opened with the caller's credentials
+ * Return a file for the caller: a ready clone when one is valid, else a clone
+ * made now. Either way it is opened with the registering caller's credentials
  * and the filesystem's own file_operations.
  */
 static struct file *rund_layer_take(struct rund_layer_image *img, bool *pooled)
 {
 	struct inode *inode = file_inode(img->image);
 	struct rund_layer_ready *r;
-	struct file *clone, *file;
+	struct file *file;
 
 	spin_lock(&img->lock);
 	r = rund_layer_pop_locked(img);
@@ -480,27 +486,20 @@ static struct file *rund_layer_take(struct rund_layer_image *img, bool *pooled)
 	}
 
 	if (r) {
-		clone = r->file;
+		file = r->file;
 		kfree(r);
 		*pooled = true;
 	} else {
-		clone = rund_layer_make_clone(img);
-		if (IS_ERR(clone)) {
-			spin_lock(&img->lock);
-			img->errors++;
-			spin_unlock(&img->lock);
-			return clone;
-		}
+		file = rund_layer_make_clone(img);
 		*pooled = false;
 	}
 
-	file = dentry_open(&clone->f_path, O_RDWR | O_LARGEFILE, current_cred());
-	fput(clone);
-	if (!IS_ERR(file)) {
-		spin_lock(&img->lock);
+	spin_lock(&img->lock);
+	if (IS_ERR(file))
+		img->errors++;
+	else
 		img->handed_out++;
-		spin_unlock(&img->lock);
-	}
+	spin_unlock(&img->lock);
 	return file;
 }
 
