@@ -93,6 +93,12 @@ expect_fail "invalid --layout 'v3'" "$H" pool init --layout v3
 expect_fail "unknown controller 'cpuacct'" "$H" pool init --controllers memory,cpuacct
 expect_fail "no cgroupfs pool is initialised" "$H" pool list --backend cgroupfs --state /run/"$PREFIX"-none
 expect_fail "family 'rund' is not registered" "$H" pool list --backend module
+expect_fail "longer than 256 bytes" "$H" pool init --backend cgroupfs --state /run/"$PREFIX"-none \
+	--layout v2 --name "$(printf 'n%.0s' $(seq 300))"
+expect_fail "must be an absolute path" "$H" pool list --backend cgroupfs --state relative/dir
+expect_fail "invalid --lease-ms '50'" "$H" pool init --lease-ms 50
+expect_fail "expected 2 arguments, got 1" "$H" pool attach sb-x
+[ ! -e /run/"$PREFIX"-none ] || { echo "not ok cli: a rejected init left /run/$PREFIX-none"; fails=$((fails + 1)); }
 
 RUND_TEST_PREFIX="$PREFIX" RUND_HELPER="$H" "$BUILD/selftests/pool_test"
 rc=$?
