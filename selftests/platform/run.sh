@@ -190,8 +190,8 @@ fi
 
 # 4. Skipping writes that are already in place (rund.patch_skip, on by
 #    default) must leave the same kernel text after boot as writing them all.
-#    Each guest stops after boot and QEMU saves its text from _text to _etext
-#    through the monitor; the two copies are compared, for 1 and 2 vCPUs.
+#    Each guest idles after boot while QMP saves its text from _text to
+#    _etext. The two copies are compared, for 1 and 2 vCPUs.
 dump_text() {
 	local out=$1 vcpus=$2 cmdline=$3 monitor=$TMP/monitor.$$ addr len
 	local dir=$TMP/idle
