@@ -34,6 +34,7 @@ static void usage(FILE *out)
 		"         | list\n"
 		"         | stats\n"
 		"         | destroy [--force]\n"
+		"         | monitor [--count N] [--timeout-ms MS]\n"
 		"\n"
 		"Options of every command:\n"
 		"  --backend auto|module|cgroupfs  pool backend (default auto: the rund module when\n"
@@ -58,7 +59,11 @@ static void usage(FILE *out)
 		"  --memory MIB       memory limit in MiB\n"
 		"  --cpu-quota US     CPU time per period in microseconds, %u to %llu\n"
 		"  --cpu-period US    CPU period in microseconds, %u to %u (default %u)\n"
-		"  --pids N           maximum number of tasks, 1 to %u\n",
+		"  --pids N           maximum number of tasks, 1 to %u\n"
+		"\n"
+		"monitor prints slot state changes from the module's multicast group, one line\n"
+		"(or JSON object) each, until N events arrived (--count, default: no limit) or\n"
+		"none arrived for MS milliseconds (--timeout-ms, default: wait forever).\n",
 		RUND_POOL_DEFAULT_NAME, RUND_POOL_MAX_SLOTS, RUND_POOL_DEFAULT_SIZE,
 		RUND_POOL_DEFAULT_PREFIX, RUND_LEASE_MIN_MS, RUND_LEASE_MAX_MS,
 		RUND_LEASE_DEFAULT_MS, RUND_SANDBOX_ID_MAX, RUND_CPU_QUOTA_MIN_US,
@@ -168,7 +173,7 @@ static void print_result(const struct pool_opts *o, const char *cmd, json_object
 enum {
 	OPT_BACKEND = 1000, OPT_STATE, OPT_JSON, OPT_NAME, OPT_LAYOUT, OPT_SIZE, OPT_PREFIX,
 	OPT_CONTROLLERS, OPT_LEASE, OPT_MEMORY, OPT_CPU_QUOTA, OPT_CPU_PERIOD, OPT_PIDS,
-	OPT_BOUND, OPT_INDEX, OPT_FORCE, OPT_HELP,
+	OPT_BOUND, OPT_INDEX, OPT_FORCE, OPT_HELP, OPT_COUNT, OPT_TIMEOUT,
 };
 
 static const struct option long_opts[] = {
@@ -188,6 +193,8 @@ static const struct option long_opts[] = {
 	{ "bound", no_argument, NULL, OPT_BOUND },
 	{ "index", required_argument, NULL, OPT_INDEX },
 	{ "force", no_argument, NULL, OPT_FORCE },
+	{ "count", required_argument, NULL, OPT_COUNT },
+	{ "timeout-ms", required_argument, NULL, OPT_TIMEOUT },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ 0 },
 };
@@ -208,6 +215,8 @@ static bool option_allowed(const char *cmd, int opt)
 		return !strcmp(cmd, "show");
 	case OPT_FORCE:
 		return !strcmp(cmd, "destroy");
+	case OPT_COUNT: case OPT_TIMEOUT:
+		return !strcmp(cmd, "monitor");
 	}
 	return false;
 }
@@ -299,6 +308,47 @@ static void stats_text(const struct rund_pool_stats *st)
 	printf("\n");
 }
 
+/* Print slot events until count arrived (0: no limit) or none came for timeout_ms. */
+static int monitor(const struct pool_opts *o, struct rund_pool *pool, uint64_t count,
+		   int timeout_ms, struct rund_error *err)
+{
+	struct rund_pool_event ev;
+	uint64_t seen = 0;
+	int ret;
+
+	ret = rund_pool_subscribe(pool, err);
+	if (ret)
+		return ret;
+	if (!o->json)
+		printf("monitor: waiting for slot events [backend %s]\n",
+		       rund_pool_backend_name(o->backend));
+	fflush(stdout);
+	while (!count || seen < count) {
+		ret = rund_pool_next_event(pool, timeout_ms, &ev, err);
+		if (ret < 0)
+			return ret;
+		if (ret == 0) {
+			if (timeout_ms >= 0)
+				break;
+			continue;
+		}
+		seen++;
+		if (o->json) {
+			json_object *j = slot_json(&ev.slot);
+
+			json_object_object_add(j, "event",
+					       json_object_new_string(rund_pool_reason_name(ev.reason)));
+			printf("%s\n", json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN));
+			json_object_put(j);
+		} else {
+			printf("%-14s ", rund_pool_reason_name(ev.reason));
+			slot_text(&ev.slot);
+		}
+		fflush(stdout);
+	}
+	return 0;
+}
+
 static int parse_layout(const char *s, enum rund_layout *layout)
 {
 	if (!strcmp(s, "v2"))
@@ -325,7 +375,8 @@ int cmd_pool(int argc, char **argv)
 	enum rund_layout layout = RUND_LAYOUT_UNSPEC;
 	uint32_t controllers = RUND_CTRL_ALL, flags = 0;
 	bool have_size = false, have_index = false, force = false;
-	uint64_t v, size = 0, index = 0;
+	uint64_t v, size = 0, index = 0, count = 0, timeout_ms = 0;
+	bool have_timeout = false;
 	struct rund_error err = { 0 };
 	struct rund_pool *pool = NULL;
 	char text[1024];
@@ -353,7 +404,8 @@ int cmd_pool(int argc, char **argv)
 	argv[1] = (char *)cmd;
 	if (strcmp(cmd, "init") && strcmp(cmd, "resize") && strcmp(cmd, "acquire") &&
 	    strcmp(cmd, "release") && strcmp(cmd, "attach") && strcmp(cmd, "show") &&
-	    strcmp(cmd, "list") && strcmp(cmd, "stats") && strcmp(cmd, "destroy")) {
+	    strcmp(cmd, "list") && strcmp(cmd, "stats") && strcmp(cmd, "destroy") &&
+	    strcmp(cmd, "monitor")) {
 		fprintf(stderr, "rund-helper pool: unknown command '%s'; run 'rund-helper pool --help'\n", cmd);
 		return RUND_EXIT_FAILED;
 	}
@@ -448,6 +500,15 @@ int cmd_pool(int argc, char **argv)
 			break;
 		case OPT_FORCE:
 			force = true;
+			break;
+		case OPT_COUNT:
+			if (parse_u64("--count", optarg, 1, 1000000000, &count))
+				return RUND_EXIT_FAILED;
+			break;
+		case OPT_TIMEOUT:
+			if (parse_u64("--timeout-ms", optarg, 1, 86400000, &timeout_ms))
+				return RUND_EXIT_FAILED;
+			have_timeout = true;
 			break;
 		}
 	}
@@ -603,6 +664,8 @@ int cmd_pool(int argc, char **argv)
 				stats_text(&st);
 			}
 		}
+	} else if (!strcmp(cmd, "monitor")) {
+		ret = monitor(&o, pool, count, have_timeout ? (int)timeout_ms : -1, &err);
 	} else {
 		ret = rund_pool_destroy(pool, force, &err);
 		if (!ret)

@@ -614,6 +614,11 @@ out_free:
 			       RUND_GENL_MCGRP_EVENTS, nl_geterror(ret));
 }
 
+static int accept_any_seq(struct nl_msg *msg, void *arg)
+{
+	return NL_OK;
+}
+
 static int mod_next_event(struct rund_pool *pool, int timeout_ms, struct rund_pool_event *ev,
 			 struct rund_error *err)
 {
@@ -637,6 +642,8 @@ static int mod_next_event(struct rund_pool *pool, int timeout_ms, struct rund_po
 	if (!cb)
 		return rund_error_set(err, ENOMEM, "read a pool event");
 	nl_cb_set(cb, NL_CB_VALID, NL_CB_CUSTOM, valid_cb, &req);
+	/* Notifications carry sequence number 0, not the answer to a request. */
+	nl_cb_set(cb, NL_CB_SEQ_CHECK, NL_CB_CUSTOM, accept_any_seq, NULL);
 	ret = nl_recvmsgs(p->ev_sk, cb);
 	nl_cb_put(cb);
 	if (ret < 0)

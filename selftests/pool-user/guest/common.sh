@@ -63,6 +63,15 @@ lifecycle() {
 	sleep 1
 	check_fail "show 'sb2'" "$layout: emptied one-shot claim released" $H pool show sb2 --backend module
 	check "$layout: auto picks the module" sh -c "$H pool list | grep -q 'backend module'"
+	$H pool monitor --backend module --json --count 3 --timeout-ms 5000 >/tmp/events 2>&1 &
+	mp=$!
+	sleep 0.5
+	$H pool acquire sb-ev --backend module >/dev/null 2>&1
+	$H pool release sb-ev --backend module >/dev/null 2>&1
+	wait $mp
+	sed 's/^/# event: /' /tmp/events
+	check "$layout: acquire event" grep -q '"sandbox_id":"sb-ev".*"event":"acquired"' /tmp/events
+	check "$layout: release event" grep -q '"sandbox_id":"sb-ev".*"event":"released"' /tmp/events
 	check "$layout: destroy" $H pool destroy --backend module
 }
 
