@@ -109,9 +109,14 @@ cfg_sum=$(cat "$SRC/.rund-src-stamp" "$FRAGMENT" | sha256sum | cut -d' ' -f1)
 mkdir -p "$OUT"
 if [ "$(cat "$OUT/.rund-config-stamp" 2>/dev/null)" != "$cfg_sum" ] || [ ! -f "$OUT/.config" ]; then
 	echo "build-guest-kernel: configuring $OUT (tinyconfig + guest/kernel.config)"
-	make -s -C "$SRC" O="$OUT" tinyconfig >/dev/null
-	(cd "$SRC" && scripts/kconfig/merge_config.sh -m -O "$OUT" "$OUT/.config" "$FRAGMENT") >/dev/null
-	make -s -C "$SRC" O="$OUT" olddefconfig >/dev/null
+	# merge_config.sh warns about every choice the fragment overrides, which
+	# is expected; its output is shown only when it fails.
+	log=$OUT/kconfig.log
+	{
+		make -s -C "$SRC" O="$OUT" tinyconfig &&
+			(cd "$SRC" && scripts/kconfig/merge_config.sh -m -O "$OUT" "$OUT/.config" "$FRAGMENT") &&
+			make -s -C "$SRC" O="$OUT" olddefconfig
+	} >"$log" 2>&1 || { cat "$log" >&2; die "configuration failed; see $log"; }
 
 	# Kconfig silently drops options whose dependencies are not met.
 	dropped=()
