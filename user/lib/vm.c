@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "agent_proto.h"
+#include "prepatch.h"
 #include "util.h"
 #include "vm.h"
 
@@ -387,7 +388,10 @@ void rund_vm_cmdline(enum rund_accel accel, bool template_guest, char *buf, size
 			n += (size_t)snprintf(buf + n, size - n, " noapictimer");
 	}
 	if (template_guest && n < size)
-		snprintf(buf + n, size - n, " rund.template=1");
+		n += (size_t)snprintf(buf + n, size - n, " rund.template=1");
+	/* Extra guest options, such as rund.patch_skip=off for comparisons. */
+	if (getenv("RUND_KERNEL_APPEND") && *getenv("RUND_KERNEL_APPEND") && n < size)
+		snprintf(buf + n, size - n, " %s", getenv("RUND_KERNEL_APPEND"));
 }
 
 int rund_vm_start(const struct rund_vm_config *cfg, struct rund_vm *vm, struct rund_error *err)
@@ -406,6 +410,13 @@ int rund_vm_start(const struct rund_vm_config *cfg, struct rund_vm *vm, struct r
 	vm->qemu = vm->accel == RUND_ACCEL_KVM ? RUND_QEMU_MICROVM : RUND_QEMU_FULL;
 
 	rund_vm_cmdline(vm->accel, cfg->template_guest, cmdline, sizeof(cmdline));
+	if (!cfg->incoming) {
+		/* QEMU picks the vCPU model: no -cpu below. */
+		ret = rund_prepatch_check(cfg->kernel, rund_accel_name(vm->accel), "default",
+					  cfg->vcpus, cmdline, err);
+		if (ret)
+			return ret;
+	}
 	if (vm->accel == RUND_ACCEL_TCG && !tcg_tb_mib())
 		return rund_error_setx(err, EINVAL,
 				       "invalid RUND_TCG_TB_MIB '%s': expected a TCG translation buffer size of 1-1024 MiB",
