@@ -43,20 +43,6 @@ elapsed() {
 	awk -v start="$1" -v now="$(date +%s%N)" 'BEGIN { printf "%.1f", (now - start) / 1e9 }'
 }
 
-# Build one target of the top-level Makefile, unless its directory has no
-# build file yet.
-# TODO: drop this skip once kmod/, user/, user/bpf/ and guest/ all have their
-# build files; a missing one must then fail setup.
-make_target() {
-	local target=$1 buildfile=$2
-
-	if [ ! -f "$ROOT/$buildfile" ]; then
-		echo "setup: skipping 'make $target': $buildfile does not exist yet"
-		return 0
-	fi
-	make -C "$ROOT" "$target"
-}
-
 # Copy $1 to $2 unless $2 already has the same contents.
 install_file() {
 	if cmp -s "$1" "$2"; then
@@ -78,9 +64,8 @@ install_guest() {
 }
 
 step install-deps "$ROOT/scripts/install-deps.sh"
-for entry in kmod:kmod/Kbuild user:user/Makefile bpf:user/bpf/Makefile guest:guest/Makefile; do
-	step "make-${entry%%:*}" make_target "${entry%%:*}" "${entry#*:}"
-	grep -h '^setup: skipping' "$LOGDIR/make-${entry%%:*}.log" || true
+for target in kmod user bpf guest; do
+	step "make-$target" make -C "$ROOT" "$target"
 done
 step guest-kernel "$ROOT/scripts/build-guest-kernel.sh"
 step layers-xfs "$ROOT/scripts/setup-xfs.sh"
