@@ -312,6 +312,178 @@ class Guest:
         self.stderr.close()
 
 
+# ------------------------------------------------------ pre-boot template --
+
+DEFAULT_IMAGE = "/var/lib/rund/images/debian.erofs"
+LAYER_PLACEHOLDER_BYTES = 64 << 20
+
+
+def sandbox_args(kernel, initrd, vcpus, cmdline, memory_mib, memory_path, share, image,
+                 agent_path):
+    """Build the machine of rund_vm_start() with RAM in memory_path.
+
+    The devices match a template guest of rund-helper: the read-only image,
+    a null-co placeholder for the writable layer and the agent's port, so
+    that the agent reaches its ready point without a layer.
+    """
+    return qemu_base_args(vcpus, memory_mib) + [
+        "-object", f"memory-backend-file,id=ram,size={memory_mib}M,mem-path={memory_path},"
+                   f"share={'on' if share else 'off'}",
+        "-machine", "memory-backend=ram",
+        "-kernel", kernel, "-initrd", initrd, "-append", cmdline,
+        "-blockdev", f"driver=file,node-name=image-file,filename={image},read-only=on",
+        "-blockdev", "driver=raw,node-name=image,file=image-file,read-only=on",
+        "-device", "virtio-blk-device,drive=image",
+        "-blockdev", f"driver=null-co,node-name=layer-file,size={LAYER_PLACEHOLDER_BYTES},"
+                     "read-zeroes=on",
+        "-blockdev", "driver=raw,node-name=layer,file=layer-file",
+        "-device", "virtio-blk-device,drive=layer",
+        "-device", "virtio-serial-device,max_ports=2",
+        "-chardev", f"socket,id=agent,path={agent_path},server=on,wait=off",
+        "-device", "virtserialport,chardev=agent,name=rund.agent"]
+
+
+def wait_migration(qmp, timeout):
+    deadline = time.monotonic() + timeout
+    while True:
+        st = qmp.cmd("query-migrate").get("status", "")
+        if st == "completed":
+            return
+        if st in ("failed", "cancelled"):
+            raise Failure(f"migration {st}")
+        if time.monotonic() > deadline:
+            raise Failure(f"migration did not complete within {timeout} s")
+        time.sleep(0.01)
+
+
+def template_create(tdir, memory_dir, kernel, initrd, vcpus, cmdline, memory_mib, image,
+                    timeout=60):
+    """Make a pre-boot template in tdir: RAM holding the loaded kernel, no boot.
+
+    QEMU starts stopped (-S) with its RAM in a shared file on tmpfs, so the
+    ELF loader writes the kernel into the file; migration with x-ignore-shared
+    then saves only the device state, with the vCPUs still at reset.
+    """
+    os.makedirs(tdir, exist_ok=True)
+    os.makedirs(memory_dir, exist_ok=True)
+    name = os.path.basename(os.path.normpath(tdir))
+    memory_path = os.path.join(memory_dir, f"{name}.mem")
+    state_path = os.path.join(tdir, "state")
+    for path in (memory_path, state_path):
+        if os.path.exists(path):
+            os.unlink(path)
+    with tempfile.TemporaryDirectory(prefix="rund-prepatch.") as tmp:
+        args = sandbox_args(kernel, initrd, vcpus, cmdline, memory_mib, memory_path, True,
+                            image, os.path.join(tmp, "agent.sock")) + ["-S"]
+        g = Guest(args, tmp)
+        try:
+            g.qmp.cmd("migrate-set-capabilities",
+                      capabilities=[{"capability": "x-ignore-shared", "state": True}])
+            g.qmp.cmd("migrate", uri=f"exec:cat > {state_path}")
+            wait_migration(g.qmp, timeout)
+        finally:
+            g.kill()
+    meta = dict(kind="preboot", kernel=os.path.abspath(kernel), initrd=os.path.abspath(initrd),
+                vcpus=vcpus, cmdline=cmdline, memory_mib=memory_mib, image=image,
+                memory_path=memory_path, state_path=state_path)
+    with open(os.path.join(tdir, "template.json"), "w") as f:
+        json.dump(meta, f, indent=1)
+    return meta
+
+
+class Clone(Guest):
+    """A sandbox restored from a pre-boot template; it boots from reset.
+
+    QEMU gets the same -kernel, -initrd and -append as the template: the
+    firmware reads the command line and initrd through fw_cfg at boot, while
+    -incoming keeps QEMU from copying the kernel into RAM again.
+    """
+
+    def __init__(self, meta, workdir, timeout=60):
+        self.agent_path = os.path.join(workdir, "agent.sock")
+        args = sandbox_args(meta["kernel"], meta["initrd"], meta["vcpus"], meta["cmdline"],
+                            meta["memory_mib"], meta["memory_path"], False, meta["image"],
+                            self.agent_path) + ["-incoming", "defer"]
+        super().__init__(args, workdir)
+        self.memory_path = meta["memory_path"]
+        self.started = time.monotonic()
+        self.qmp.cmd("migrate-set-capabilities",
+                     capabilities=[{"capability": "x-ignore-shared", "state": True}])
+        self.qmp.cmd("migrate-incoming", uri=f"exec:cat {meta['state_path']}")
+        deadline = time.monotonic() + timeout
+        while self.qmp.cmd("query-status")["status"] == "inmigrate":
+            if time.monotonic() > deadline:
+                raise Failure(f"the clone did not restore within {timeout} s")
+            time.sleep(0.01)
+        self.agent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.agent.connect(self.agent_path)
+        self.qmp.cmd("cont")
+
+    def wait_ready(self, timeout):
+        """Wait for the agent's first message (READY) and return the time since launch."""
+        self.agent.settimeout(timeout)
+        try:
+            if not self.agent.recv(4096):
+                raise Failure("the agent port closed before READY")
+        except socket.timeout:
+            tail = "\n".join(self.console_text().splitlines()[-15:])
+            raise Failure(f"the agent sent nothing within {timeout} s; console:\n{tail}")
+        return time.monotonic() - self.started
+
+    def kill(self):
+        self.agent.close()
+        super().kill()
+
+
+def ram_pages(pid, memory_path, ranges):
+    """Count pages of the guest RAM mapping of pid that are private.
+
+    A page of a MAP_PRIVATE file mapping that was written is an anonymous
+    copy: present in /proc/PID/pagemap with bit 61 (file page or shared
+    anonymous) clear. ranges maps a name to a guest-physical [start, end)
+    range, "ram" is the whole mapping. Returns name -> private pages.
+    """
+    base = size = None
+    with open(f"/proc/{pid}/maps") as f:
+        for line in f:
+            fields = line.split()
+            if len(fields) >= 6 and fields[5] == memory_path:
+                a, b = (int(x, 16) for x in fields[0].split("-"))
+                if fields[2] == "00000000":
+                    base, size = a, b - a
+    if base is None:
+        raise Failure(f"process {pid} has no mapping of {memory_path}")
+    out = {}
+    with open(f"/proc/{pid}/pagemap", "rb") as f:
+        f.seek(base // PAGE * 8)
+        entries = f.read(size // PAGE * 8)
+    flags = struct.unpack(f"<{size // PAGE}Q", entries)
+    private = [(e >> 63) & 1 and not (e >> 61) & 1 for e in flags]
+    out["ram"] = sum(private)
+    for name, (a, b) in ranges.items():
+        out[name] = sum(private[a // PAGE:page_up(b) // PAGE])
+    return out
+
+
+def pss_kib(pid):
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    return 0
+
+
+def kernel_ranges(kernel):
+    """Guest-physical ranges of text, rodata and .data..ro_after_init."""
+    syms = kernel_symbols(kernel)
+    return {
+        "text": (phys(syms["_text"]), phys(syms["_etext"])),
+        "rodata": (phys(syms["__start_rodata"]), phys(syms["__end_rodata"])),
+        "ro_after_init": (phys(syms["__start_ro_after_init"] & ~(PAGE - 1)),
+                          phys(syms["__end_ro_after_init"])),
+    }
+
+
 # ----------------------------------------------------------------- verbs --
 
 def boot_args(kernel, initrd, vcpus, cmdline, memory_mib):
