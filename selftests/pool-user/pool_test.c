@@ -519,6 +519,63 @@ TEST_F(pool, oneshot_cli_claim)
 	expect_counts(_metadata, self->pool, POOL_SIZE, 0);
 }
 
+/*
+ * A slot whose last sandbox left page cache charged to it (v1 memory keeps
+ * the charge after the tasks are gone) must not count as "used" when it is
+ * claimed again: a scan would otherwise release the new claim before its
+ * first attach.
+ */
+TEST_F(pool, reused_slot_not_released_early)
+{
+	struct rund_pool_limits lim = { .memory_max = 64ULL << 20 };
+	struct rund_error err = { 0 };
+	struct rund_slot_info info;
+	struct rund_pool_stats st;
+	char id[32], file[192], out[4096];
+	pid_t child;
+	int i, status;
+
+	ASSERT_EQ(0, rund_pool_acquire(self->pool, "sb-cache", variant->limits ? &lim : NULL,
+				       0, &info, &err))
+		TH_LOG("%s", err.msg);
+	snprintf(file, sizeof(file), "/var/tmp/%s-cache", self->name);
+	child = fork();
+	ASSERT_GE(child, 0);
+	if (child == 0) {
+		static char block[1 << 20];
+		FILE *f;
+
+		usleep(100000);	/* let the parent attach first */
+		f = fopen(file, "w");
+		if (!f)
+			_exit(1);
+		memset(block, 'c', sizeof(block));
+		for (i = 0; i < 8; i++)
+			fwrite(block, 1, sizeof(block), f);
+		_exit(fclose(f) ? 1 : 0);
+	}
+	ASSERT_EQ(0, rund_pool_attach(self->pool, "sb-cache", child, &err)) TH_LOG("%s", err.msg);
+	ASSERT_EQ(child, waitpid(child, &status, 0));
+	EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	ASSERT_EQ(0, rund_pool_release(self->pool, "sb-cache", &err)) TH_LOG("%s", err.msg);
+
+	/* Claim every slot, so the one that held the page cache is among them. */
+	for (i = 0; i < POOL_SIZE; i++) {
+		snprintf(id, sizeof(id), "sb-reuse-%d", i);
+		ASSERT_EQ(0, rund_pool_acquire(self->pool, id, NULL, 0, &info, &err))
+			TH_LOG("%s", err.msg);
+	}
+	ASSERT_EQ(0, run_cmd(out, sizeof(out), "%s list --json", self->cli)) TH_LOG("%s", out);
+	for (i = 0; i < POOL_SIZE; i++) {
+		snprintf(id, sizeof(id), "sb-reuse-%d", i);
+		EXPECT_EQ(0, rund_pool_query(self->pool, id, &info, &err)) TH_LOG("%s", err.msg);
+	}
+	ASSERT_EQ(0, rund_pool_stats(self->pool, &st, &err));
+	EXPECT_EQ(0, st.auto_released[RUND_EVENT_EMPTIED]);
+	expect_counts(_metadata, self->pool, 0, POOL_SIZE);
+	unlink(file);
+}
+
 TEST_F(pool, lease_expires_empty_claim)
 {
 	struct rund_error err = { 0 };

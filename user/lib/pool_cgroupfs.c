@@ -90,7 +90,13 @@ struct cg_slot {
 	uint32_t pad;
 	uint64_t worker_start;
 	uint64_t claimed_ns;
-	uint64_t cpu_base;		/* v2 cpu.stat usage_usec when it became idle */
+	/*
+	 * Usage when the slot became idle: cpu.stat usage_usec on v2,
+	 * memory.max_usage_in_bytes on v1. Writing 0 to the v1 peak resets it
+	 * to the current charge, which page cache left by the last sandbox
+	 * keeps above zero, so "used" means above this base, not above zero.
+	 */
+	uint64_t usage_base;
 	struct rund_pool_limits limits;
 	char id[RUND_SANDBOX_ID_MAX + 1];
 };
@@ -406,9 +412,9 @@ static bool slot_was_used(struct cg_pool *p, uint32_t i)
 		return true;
 	if (p->hdr->layout == RUND_LAYOUT_V2) {
 		current_path(p, i, 0, dir, sizeof(dir));
-		return v2_cpu_usage(dir) > p->slots[i].cpu_base;
+		return v2_cpu_usage(dir) > p->slots[i].usage_base;
 	}
-	return v1_memory_peak(p, i) > 0;
+	return v1_memory_peak(p, i) > p->slots[i].usage_base;
 }
 
 /*
@@ -647,9 +653,9 @@ static int drain_slot(struct cg_pool *p, uint32_t i, struct rund_error *err)
 			count_fail(p, RUND_FAIL_LIMITS);
 			goto out_broken;
 		}
-	} else if (p->hdr->layout != RUND_LAYOUT_V2) {
-		reset_memory_peak(p, i);
 	}
+	if (p->hdr->layout != RUND_LAYOUT_V2)
+		reset_memory_peak(p, i);
 	if (renames(p) && s->id[0]) {
 		ret = rename_slot(p, i, false, err);
 		if (ret) {
@@ -659,7 +665,9 @@ static int drain_slot(struct cg_pool *p, uint32_t i, struct rund_error *err)
 	}
 	if (p->hdr->layout == RUND_LAYOUT_V2) {
 		slot_path(p, i, 0, false, dir, sizeof(dir));
-		s->cpu_base = v2_cpu_usage(dir);
+		s->usage_base = v2_cpu_usage(dir);
+	} else {
+		s->usage_base = v1_memory_peak(p, i);
 	}
 
 	pool_lock(p);
@@ -883,7 +891,7 @@ static int create_slots(struct cg_pool *p, uint32_t from, uint32_t to, struct ru
 		}
 		if (p->hdr->layout == RUND_LAYOUT_V2) {
 			slot_path(p, i, 0, false, dir, sizeof(dir));
-			p->slots[i].cpu_base = v2_cpu_usage(dir);
+			p->slots[i].usage_base = v2_cpu_usage(dir);
 		}
 	}
 	return 0;
