@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "kselftest_harness.h"
+#include "layer.h"
 #include "rund.h"
 
 #define IMAGE_SIZE (16 << 20)
@@ -458,6 +459,54 @@ TEST_F(layer, unprivileged_caller_rejected)
 	ASSERT_EQ(pid, waitpid(pid, &status, 0));
 	ASSERT_TRUE(WIFEXITED(status));
 	EXPECT_EQ(0, WEXITSTATUS(status));
+}
+
+TEST_F(layer, librund_clone_uses_module)
+{
+	enum rund_layer_source used = RUND_LAYER_SOURCE_COPY;
+	struct rund_error err = {};
+	struct rund_layer_stats before, after;
+	int fd;
+
+	ASSERT_EQ(0, get_stats(self->devfd, self->id, &before));
+	fd = rund_layer_clone(self->path, 0, &used, &err);
+	ASSERT_LE(0, fd) TH_LOG("%s", err.msg);
+	EXPECT_EQ(RUND_LAYER_SOURCE_MODULE, used);
+	EXPECT_EQ(0, compare_fds(fd, self->image_fd, IMAGE_SIZE));
+	ASSERT_EQ(0, get_stats(self->devfd, self->id, &after));
+	EXPECT_EQ(before.handed_out + 1, after.handed_out);
+	close(fd);
+}
+
+TEST_F(layer, librund_clone_no_module_flag)
+{
+	enum rund_layer_source used = RUND_LAYER_SOURCE_MODULE;
+	struct rund_error err = {};
+	struct rund_layer_stats before, after;
+	int fd;
+
+	ASSERT_EQ(0, get_stats(self->devfd, self->id, &before));
+	fd = rund_layer_clone(self->path, RUND_LAYER_NO_MODULE, &used, &err);
+	ASSERT_LE(0, fd) TH_LOG("%s", err.msg);
+	EXPECT_EQ(RUND_LAYER_SOURCE_REFLINK, used);
+	ASSERT_EQ(0, get_stats(self->devfd, self->id, &after));
+	EXPECT_EQ(before.handed_out, after.handed_out);
+	close(fd);
+}
+
+TEST_F(layer, librund_unregistered_falls_back)
+{
+	enum rund_layer_source used = RUND_LAYER_SOURCE_MODULE;
+	struct rund_error err = {};
+	uint32_t id = self->id;
+	int fd;
+
+	ASSERT_EQ(0, ioctl(self->devfd, RUND_LAYER_IOC_UNREGISTER, &id));
+	fd = rund_layer_clone(self->path, 0, &used, &err);
+	ASSERT_LE(0, fd) TH_LOG("%s", err.msg);
+	EXPECT_EQ(RUND_LAYER_SOURCE_REFLINK, used);
+	EXPECT_EQ(0, compare_fds(fd, self->image_fd, IMAGE_SIZE));
+	close(fd);
 }
 
 /* Keep this test last: it unloads the module and loads it again. */

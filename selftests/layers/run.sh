@@ -74,7 +74,7 @@ mkdir -p "$guest_dir/bin"
 if ! gcc "${cflags[@]}" -o "$out/host_test" "$here/host_test.c" \
 	"$repo/user/lib/layer.c" "$repo/user/lib/error.c" >"$out/build.log" 2>&1 ||
    ! gcc -static "${cflags[@]}" -o "$guest_dir/bin/module_test" "$here/module_test.c" \
-	>>"$out/build.log" 2>&1; then
+	"$repo/user/lib/layer.c" "$repo/user/lib/error.c" >>"$out/build.log" 2>&1; then
 	echo "1..0 # SKIP building the test programs failed"
 	diag < "$out/build.log"
 	exit 1
