@@ -6,6 +6,9 @@
  *    rund.agent.
  * 2. Mount the read-only EROFS image and the ext4 writable layer, join them
  *    with overlayfs and switch the root to it.
+ *    A template guest (rund.template=1) mounts only the image here, sends
+ *    READY to be saved, and each clone of it gets IDENTITY and MOUNT_LAYER
+ *    (template_ready_point()) before it goes on with RUN.
  * 3. Send READY, wait for RUN, run the command with pipes for its stdio and
  *    relay STDIN/STDOUT/STDERR frames until it exits.
  * 4. Send EXIT (or ERROR on any failure) and end the VM with reboot().
@@ -741,9 +744,32 @@ static void apply_identity(uint32_t len)
  * The kernel read the placeholder layer device when it probed it (partition
  * scan); drop those cached blocks before the clone's own layer is mounted.
  */
-static void mount_layer(void)
+static void mount_layer(uint32_t len)
 {
-	int fd = open(rw_dev, O_RDONLY | O_CLOEXEC);
+	struct rund_agent_attr_iter it;
+	const uint8_t *data;
+	uint32_t alen;
+	uint16_t type;
+	int ret, fd;
+
+	rund_agent_attr_iter_init(&it, rxbuf, len);
+	while ((ret = rund_agent_attr_next(&it, &type, &data, &alen)) > 0) {
+		if (type != RUND_AGENT_ATTR_LAYER_DEVICE && type != RUND_AGENT_ATTR_LAYER_FSTYPE)
+			continue;
+		if (!rund_agent_attr_is_str(data, alen))
+			fail(RUND_AGENT_STAGE_PROTOCOL, EPROTO, "MOUNT_LAYER attribute %u is not a string",
+			     type);
+		if (type == RUND_AGENT_ATTR_LAYER_DEVICE)
+			snprintf(rw_dev, sizeof(rw_dev), "%s", (const char *)data);
+		else if (strcmp((const char *)data, "ext4"))
+			fail(RUND_AGENT_STAGE_PROTOCOL, EINVAL,
+			     "MOUNT_LAYER: unsupported layer filesystem '%s', expected ext4",
+			     (const char *)data);
+	}
+	if (ret < 0)
+		fail(RUND_AGENT_STAGE_PROTOCOL, EPROTO, "MOUNT_LAYER holds a truncated attribute");
+
+	fd = open(rw_dev, O_RDONLY | O_CLOEXEC);
 
 	if (fd < 0 || ioctl(fd, BLKFLSBUF, 0))
 		fail(RUND_AGENT_STAGE_MOUNT, errno, "failed to drop cached blocks of %s", rw_dev);
@@ -763,7 +789,7 @@ static void mount_layer(void)
 }
 
 /*
- * A template guest stops here: READY tells the host to save it. Each clone
+ * A template guest stops here: on READY the host saves it. Each clone
  * resumes in read_frame() below and gets IDENTITY and MOUNT_LAYER before RUN.
  */
 static void template_ready_point(void)
@@ -786,7 +812,7 @@ static void template_ready_point(void)
 		case RUND_AGENT_MSG_MOUNT_LAYER:
 			if (!have_identity)
 				fail(RUND_AGENT_STAGE_PROTOCOL, EPROTO, "MOUNT_LAYER before IDENTITY");
-			mount_layer();
+			mount_layer(hdr.len);
 			have_layer = 1;
 			send_ack();
 			break;

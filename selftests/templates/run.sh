@@ -218,6 +218,15 @@ rc=$?
 why="exit $rc: $(cat "$TMP/nf.err")"
 check "unknown template rejected" eval '[ $rc = 125 ] && grep -q "not found" "$TMP/nf.err"'
 
+# A start that names no template restores a matching one (on a shared
+# machine another session's newer template may be the one).
+now >"$TMP/def.t0"
+"$HELPER" run --json-fd 3 -- sh -c "$HEAD" >"$TMP/def" 2>"$TMP/def.err" 3>"$TMP/def.json"
+def_name=$(grep -o '"template":"[^"]*"' "$TMP/def.json" | cut -d'"' -f4)
+why="no template used: $(cat "$TMP/def.json" "$TMP/def.err" | head -3)"
+check "start without --template restores a match" test -n "$def_name"
+[ -n "$def_name" ] && check "default start was restored" restored "$TMP/def" "$def_name"
+
 # 6. Deleting a template leaves running clones alone; new starts fail clearly.
 if "$HELPER" template create "$T2" --image "$IMAGE" --layer "$LAYER" >/dev/null 2>"$TMP/c2.err"; then
 	now >"$TMP/d.t0"

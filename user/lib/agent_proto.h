@@ -46,11 +46,11 @@ enum rund_agent_msg {
 	RUND_AGENT_MSG_STDIN = 17,	/* raw bytes, len >= 1 */
 	RUND_AGENT_MSG_STDIN_EOF = 18,	/* empty */
 	/*
-	 * Reserved for template restores, not implemented by version 1:
-	 * MOUNT_LAYER (host -> agent) carries LAYER_DEVICE and LAYER_FSTYPE and
-	 * asks the agent to mount the writable layer and the overlay root;
+	 * Template clones only (agent booted with rund.template=1), before RUN:
 	 * IDENTITY (host -> agent) carries SANDBOX_ID, HOSTNAME, BOOT_ID,
-	 * TIME_NS and ENTROPY. The agent answers each with ACK or ERROR.
+	 * TIME_NS and ENTROPY; then MOUNT_LAYER (host -> agent) carries
+	 * LAYER_DEVICE and LAYER_FSTYPE and asks the agent to mount the writable
+	 * layer and the overlay root. The agent answers each with ACK or ERROR.
 	 */
 	RUND_AGENT_MSG_MOUNT_LAYER = 19,
 	RUND_AGENT_MSG_IDENTITY = 20,

@@ -395,49 +395,45 @@ static int write_json(const char *path, json_object *o, struct rund_error *err)
 			"template '%s' does not match this sandbox: " what " " fmt "; %s", \
 			t->name, __VA_ARGS__, fix)
 
-int rund_template_check(const struct rund_template *t, const struct rund_template_want *want,
-			struct rund_error *err)
+/* Compare t with now, what this host and sandbox would give a new template. */
+static int check_match(const struct rund_template *t, const struct rund_template_match *now,
+		       struct rund_error *err)
 {
 	const struct rund_template_match *m = &t->match;
-	struct rund_template_match now;
 	char fix[PATH_MAX + 128];
-	int ret;
 
 	snprintf(fix, sizeof(fix), "create it again with 'rund-helper template create --replace %s' or start with --no-template",
 		 t->name);
-	ret = rund_template_match_fill(&now, want, err);
-	if (ret)
-		return ret;
 
-	if (strcmp(now.accel, m->accel))
-		return MISMATCH("accelerator", "is %s here, the template was made under %s", now.accel,
+	if (strcmp(now->accel, m->accel))
+		return MISMATCH("accelerator", "is %s here, the template was made under %s", now->accel,
 				m->accel);
-	if (strcmp(now.qemu, m->qemu) || !file_id_equal(&now.qemu_id, &m->qemu_id))
+	if (strcmp(now->qemu, m->qemu) || !file_id_equal(&now->qemu_id, &m->qemu_id))
 		return MISMATCH("QEMU binary", "%s differs from %s (QEMU %s) the template was made with",
-				now.qemu, m->qemu, m->qemu_version);
-	if (strcmp(now.kernel_build_id, m->kernel_build_id))
-		return MISMATCH("guest kernel", "%s has build id %s, the template's %s has %s", now.kernel,
-				now.kernel_build_id, m->kernel, m->kernel_build_id);
-	if (strcmp(now.initrd, m->initrd) || !file_id_equal(&now.initrd_id, &m->initrd_id))
-		return MISMATCH("agent initramfs", "%s differs from %s", now.initrd, m->initrd);
-	if (strcmp(now.cmdline, m->cmdline))
-		return MISMATCH("guest command line", "'%s' differs from '%s'", now.cmdline, m->cmdline);
-	if (now.vcpus != m->vcpus)
-		return MISMATCH("vCPUs", "%u requested, template has %u", now.vcpus, m->vcpus);
-	if (now.memory_mib != m->memory_mib)
-		return MISMATCH("memory", "%u MiB requested, template has %u MiB", now.memory_mib,
+				now->qemu, m->qemu, m->qemu_version);
+	if (strcmp(now->kernel_build_id, m->kernel_build_id))
+		return MISMATCH("guest kernel", "%s has build id %s, the template's %s has %s", now->kernel,
+				now->kernel_build_id, m->kernel, m->kernel_build_id);
+	if (strcmp(now->initrd, m->initrd) || !file_id_equal(&now->initrd_id, &m->initrd_id))
+		return MISMATCH("agent initramfs", "%s differs from %s", now->initrd, m->initrd);
+	if (strcmp(now->cmdline, m->cmdline))
+		return MISMATCH("guest command line", "'%s' differs from '%s'", now->cmdline, m->cmdline);
+	if (now->vcpus != m->vcpus)
+		return MISMATCH("vCPUs", "%u requested, template has %u", now->vcpus, m->vcpus);
+	if (now->memory_mib != m->memory_mib)
+		return MISMATCH("memory", "%u MiB requested, template has %u MiB", now->memory_mib,
 				m->memory_mib);
-	if (strcmp(now.devices, m->devices))
-		return MISMATCH("device layout", "'%s' differs from '%s'", now.devices, m->devices);
-	if (now.tsc_khz != m->tsc_khz)
-		return MISMATCH("host TSC frequency", "%lu kHz differs from %lu kHz", now.tsc_khz,
+	if (strcmp(now->devices, m->devices))
+		return MISMATCH("device layout", "'%s' differs from '%s'", now->devices, m->devices);
+	if (now->tsc_khz != m->tsc_khz)
+		return MISMATCH("host TSC frequency", "%lu kHz differs from %lu kHz", now->tsc_khz,
 				m->tsc_khz);
-	if (strcmp(now.image, m->image) || !file_id_equal(&now.image_id, &m->image_id))
+	if (strcmp(now->image, m->image) || !file_id_equal(&now->image_id, &m->image_id))
 		return MISMATCH("read-only image", "%s is not the file %s the template has mounted",
-				now.image, m->image);
-	if (now.layer_size != m->layer_size)
+				now->image, m->image);
+	if (now->layer_size != m->layer_size)
 		return MISMATCH("writable layer", "is %" PRIu64 " bytes, template expects %" PRIu64,
-				now.layer_size, m->layer_size);
+				now->layer_size, m->layer_size);
 	if (access(t->memory_path, R_OK))
 		return rund_error_set(err, errno,
 				      "template '%s': memory file %s is gone (tmpfs is emptied at reboot); create the template again",
@@ -445,8 +441,25 @@ int rund_template_check(const struct rund_template *t, const struct rund_templat
 	return 0;
 }
 
+int rund_template_check(const struct rund_template *t, const struct rund_template_want *want,
+			struct rund_error *err)
+{
+	struct rund_template_match *now = malloc(sizeof(*now));
+	int ret;
+
+	if (!now)
+		return rund_error_setx(err, ENOMEM, "out of memory");
+	ret = rund_template_match_fill(now, want, err);
+	if (!ret)
+		ret = check_match(t, now, err);
+	free(now);
+	return ret;
+}
+
+static int visible(const struct dirent *d);
+
 struct find_ctx {
-	const struct rund_template_want *want;
+	const struct rund_template_match *now;
 	struct rund_template *best;
 	bool found;
 };
@@ -456,7 +469,7 @@ static int find_one(const struct rund_template *t, void *arg)
 	struct find_ctx *c = arg;
 	struct rund_error e = { 0 };
 
-	if (rund_template_check(t, c->want, &e))
+	if (check_match(t, c->now, &e))
 		return 0;
 	if (!c->found || t->created_ns > c->best->created_ns) {
 		*c->best = *t;
@@ -468,10 +481,34 @@ static int find_one(const struct rund_template *t, void *arg)
 int rund_template_find(const struct rund_template_want *want, struct rund_template *tmpl,
 		       struct rund_error *err)
 {
-	struct find_ctx c = { .want = want, .best = tmpl };
-	int ret;
+	struct find_ctx c = { .best = tmpl };
+	struct dirent **names = NULL;
+	struct rund_template_match *now;
+	int n, ret;
 
+	/* Most nodes have no template: skip collecting the match then. */
+	n = scandir(RUND_TEMPLATE_DIR, &names, visible, NULL);
+	if (n <= 0) {
+		free(names);
+		return rund_error_setx(err, ENOENT, "no template matches this sandbox");
+	}
+	while (n > 0)
+		free(names[--n]);
+	free(names);
+
+	now = malloc(sizeof(*now));
+	if (!now)
+		return rund_error_setx(err, ENOMEM, "out of memory");
+	ret = rund_template_match_fill(now, want, err);
+	c.now = now;
+	if (ret) {
+		/* For example a bzImage kernel: no template can match, a cold boot still may. */
+		free(now);
+		rund_error_prefix(err, "no template can match this sandbox: ");
+		return -ENOENT;
+	}
 	ret = rund_template_foreach(find_one, NULL, &c, err);
+	free(now);
 	if (ret)
 		return ret;
 	if (!c.found)
@@ -551,6 +588,9 @@ int rund_template_delete(const char *name, struct rund_error *err)
 	char gone[PATH_MAX];
 	int ret;
 
+	ret = rund_template_name_check(name, err);
+	if (ret)
+		return ret;
 	ret = rund_template_load(name, &t, err);
 	if (ret && ret != -EINVAL && ret != -ESTALE)
 		return ret;
