@@ -319,13 +319,19 @@ LAYER_PLACEHOLDER_BYTES = 64 << 20
 
 
 def sandbox_args(kernel, initrd, vcpus, cmdline, memory_mib, memory_path, share, image,
-                 agent_path):
+                 agent_path, layer=None):
     """Build the machine of rund_vm_start() with RAM in memory_path.
 
-    The devices match a template guest of rund-helper: the read-only image,
-    a null-co placeholder for the writable layer and the agent's port, so
-    that the agent reaches its ready point without a layer.
+    The devices are those of rund-helper: the read-only image, the writable
+    layer and the agent's port. Without a layer file the layer is a null-co
+    placeholder, as in a template guest (rund.template=1), whose agent
+    reaches its ready point without mounting a layer.
     """
+    if layer:
+        layer_node = f"driver=file,node-name=layer-file,filename={layer},locking=off"
+    else:
+        layer_node = (f"driver=null-co,node-name=layer-file,size={LAYER_PLACEHOLDER_BYTES},"
+                      "read-zeroes=on")
     return qemu_base_args(vcpus, memory_mib) + [
         "-object", f"memory-backend-file,id=ram,size={memory_mib}M,mem-path={memory_path},"
                    f"share={'on' if share else 'off'}",
@@ -334,8 +340,7 @@ def sandbox_args(kernel, initrd, vcpus, cmdline, memory_mib, memory_path, share,
         "-blockdev", f"driver=file,node-name=image-file,filename={image},read-only=on",
         "-blockdev", "driver=raw,node-name=image,file=image-file,read-only=on",
         "-device", "virtio-blk-device,drive=image",
-        "-blockdev", f"driver=null-co,node-name=layer-file,size={LAYER_PLACEHOLDER_BYTES},"
-                     "read-zeroes=on",
+        "-blockdev", layer_node,
         "-blockdev", "driver=raw,node-name=layer,file=layer-file",
         "-device", "virtio-blk-device,drive=layer",
         "-device", "virtio-serial-device,max_ports=2",
@@ -399,11 +404,12 @@ class Clone(Guest):
     -incoming keeps QEMU from copying the kernel into RAM again.
     """
 
-    def __init__(self, meta, workdir, timeout=60):
+    def __init__(self, meta, workdir, timeout=60, layer=None, cmdline=None):
+        """Restore meta's template; with layer, boot cmdline and mount that layer."""
         self.agent_path = os.path.join(workdir, "agent.sock")
-        args = sandbox_args(meta["kernel"], meta["initrd"], meta["vcpus"], meta["cmdline"],
-                            meta["memory_mib"], meta["memory_path"], False, meta["image"],
-                            self.agent_path) + ["-incoming", "defer"]
+        args = sandbox_args(meta["kernel"], meta["initrd"], meta["vcpus"],
+                            cmdline or meta["cmdline"], meta["memory_mib"], meta["memory_path"],
+                            False, meta["image"], self.agent_path, layer) + ["-incoming", "defer"]
         super().__init__(args, workdir)
         self.memory_path = meta["memory_path"]
         self.started = time.monotonic()

@@ -11,12 +11,17 @@ guest-RAM mapping and /proc/PID/smaps_rollup:
   a  stock vmlinux, rund.patch_skip=off (boot writes every patch site)
   b  pre-patched image, rund.patch_skip=off
   c  pre-patched image with the skips on
+
+By default the clones run the template guest path of the agent
+(rund.template=1: mount the image, read its hot files, READY), which needs no
+writable layer. --layer-dir gives each clone a layer and the normal path.
 """
 
 import argparse
 import importlib.util
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -28,6 +33,7 @@ pp = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(pp)
 
 MIB_PAGES = 256
+DEFAULT_LAYER = "/var/lib/rund/layers/debian.ext4"
 
 
 def p99(values):
@@ -35,17 +41,29 @@ def p99(values):
     return ordered[min(len(ordered) - 1, int(round(0.99 * (len(ordered) - 1))))]
 
 
-def run_variant(label, kernel, vcpus, extra, clones, memory_mib, memory_dir, ranges, timeout):
-    cmdline = pp.production_cmdline(template_guest=True) + (f" {extra}" if extra else "")
+def make_layer(layer_dir, name):
+    """Clone the default layer image with a reflink; return its path."""
+    path = os.path.join(layer_dir, f"rund-bench-prepatch-{os.getpid()}-{name}.ext4")
+    subprocess.run(["cp", "--reflink=always", DEFAULT_LAYER, path], check=True)
+    return path
+
+
+def run_variant(label, kernel, vcpus, extra, clones, memory_mib, memory_dir, ranges, timeout,
+                layer_dir):
+    cmdline = pp.production_cmdline(template_guest=not layer_dir) + (f" {extra}" if extra else "")
     work = tempfile.mkdtemp(prefix=f"rund-bench-prepatch.{label}.")
     meta = pp.template_create(os.path.join(work, f"tpl-{label}-{vcpus}"), memory_dir, kernel,
                               pp.DEFAULT_INITRD, vcpus, cmdline, memory_mib, pp.DEFAULT_IMAGE)
-    started, ready = [], []
+    started, ready, layers = [], [], []
     try:
         for i in range(clones):
             d = os.path.join(work, f"clone{i}")
             os.mkdir(d)
-            c = pp.Clone(meta, d)
+            layer = None
+            if layer_dir:
+                layer = make_layer(layer_dir, f"{label}{vcpus}-{i}")
+                layers.append(layer)
+            c = pp.Clone(meta, d, layer=layer)
             started.append(c)
             ready.append(c.wait_ready(timeout))
         time.sleep(1)
@@ -57,6 +75,8 @@ def run_variant(label, kernel, vcpus, extra, clones, memory_mib, memory_dir, ran
     finally:
         for c in started:
             c.kill()
+        for layer in layers:
+            os.unlink(layer)
         os.unlink(meta["memory_path"])
     return rows, ready
 
@@ -70,6 +90,10 @@ def main():
     ap.add_argument("--memory", type=int, default=128, help="guest RAM in MiB")
     ap.add_argument("--memory-dir", default="/dev/shm/rund-bench-prepatch")
     ap.add_argument("--timeout", type=float, default=120, help="seconds to READY per clone")
+    ap.add_argument("--layer-dir", default=None,
+                    help="give every clone a reflink copy of the default layer image in this "
+                         "XFS directory and boot the agent's normal path (mount the layer, "
+                         "then READY) instead of the template guest path")
     a = ap.parse_args()
 
     ranges = pp.kernel_ranges(a.stock)
@@ -85,7 +109,7 @@ def main():
                                      ("b", image, "rund.patch_skip=off"),
                                      ("c", image, "")):
             rows, ready = run_variant(label, kernel, vcpus, extra, a.clones, a.memory,
-                                      a.memory_dir, ranges, a.timeout)
+                                      a.memory_dir, ranges, a.timeout, a.layer_dir)
             text = [r["text"] for r in rows]
             rodata = [r["rodata"] for r in rows]
             roai = [r["ro_after_init"] for r in rows]
