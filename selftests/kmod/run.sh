@@ -56,7 +56,8 @@ stress_cycles() {
 	debian/v1) echo 3000 ;;
 	debian/v1split) echo 1000 ;;
 	debug/v2) echo 1000 ;;
-	debug/*) echo 200 ;;
+	debug/v1) echo 200 ;;
+	debug/v1split) echo 100 ;;
 	esac
 }
 
