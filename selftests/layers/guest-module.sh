@@ -1,11 +1,11 @@
 #!/bin/sh
 # Guest side of the /dev/rund tests, for busybox sh inside a test guest.
 #
-# Runs bin/module_test with a reflink XFS and a tmpfs. When /mnt/xfs is not
+# Runs bin/module_test, then bin/guest-cli.sh, with a reflink XFS and a tmpfs. When /mnt/xfs is not
 # already an XFS mount (guest.sh makes one), it writes xfs.img.gz, an empty
 # XFS made on the host with reflink=1 (its size in bytes in xfs.img.size),
 # to /dev/vda if that disk is large enough, or else to a loop device over a file on /tmp, and mounts it.
-# Exit status: that of module_test (TAP on stdout).
+# Exit status: 0 when both passed (TAP on stdout).
 cd "$(dirname "$0")" || exit 1
 
 xfs=/mnt/xfs
@@ -35,6 +35,10 @@ grep -q " /mnt/tmp tmpfs " /proc/mounts || mount -t tmpfs tmpfs /mnt/tmp
 
 RUND_LAYER_XFS=$xfs RUND_LAYER_TMPFS=/mnt/tmp ./bin/module_test
 status=$?
+# The rund-helper layer commands, when the directory has a static rund-helper.
+if [ -e bin/guest-cli.sh ]; then
+	sh bin/guest-cli.sh "$xfs" /mnt/tmp || status=1
+fi
 
 if [ -n "$made_mount" ]; then
 	umount "$xfs"
