@@ -42,10 +42,9 @@ fail() {
 
 # Stress cycles per thread (8 threads): 10,000 on v2 with Debian's kernel.
 # A v1 claim renames its directories and a v1 drain freezes, lists and
-# signals, several times the cost of v2 under TCG (four hierarchies each in
-# the split layout), and KASAN plus lockdep slow every cgroup write, so those
-# runs use fewer cycles to keep the suite within a few minutes; docs/pool.md
-# has the timings.
+# signals, once per hierarchy in the split layout. KASAN and lockdep slow
+# every cgroup write further. Those runs use fewer cycles so that the suite
+# stays within a few minutes; docs/pool.md has the timings.
 stress_cycles() {
 	if [ -n "${RUND_STRESS_CYCLES:-}" ]; then
 		echo "$RUND_STRESS_CYCLES"
