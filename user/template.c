@@ -37,6 +37,8 @@ static void usage(FILE *out)
 		"  --memory MIB     guest memory in MiB (default 128, 32-65536)\n"
 		"  --vcpus N        guest vCPUs (default 1, 1-64)\n"
 		"  --timeout S      boot deadline in seconds (default 60)\n"
+		"  --settle S       keep the guest running S seconds at its ready point before\n"
+		"                   saving it, so that deferred boot work finishes (default 0)\n"
 		"  --replace        replace a template of the same name\n"
 		"  --console        copy the guest console to stderr\n"
 		"  --json           print the template as JSON\n"
@@ -127,6 +129,7 @@ static int do_create(int argc, char **argv)
 		{ "memory", required_argument, NULL, 'm' },
 		{ "vcpus", required_argument, NULL, 'c' },
 		{ "timeout", required_argument, NULL, 't' },
+		{ "settle", required_argument, NULL, 's' },
 		{ "replace", no_argument, NULL, 'R' },
 		{ "console", no_argument, NULL, 'C' },
 		{ "json", no_argument, NULL, 'j' },
@@ -173,6 +176,10 @@ static int do_create(int argc, char **argv)
 			break;
 		case 't':
 			if (parse_uint("--timeout", optarg, 1, 3600, &o.timeout_s))
+				return RUND_EXIT_FAILED;
+			break;
+		case 's':
+			if (parse_uint("--settle", optarg, 0, 600, &o.settle_s))
 				return RUND_EXIT_FAILED;
 			break;
 		case 'R':

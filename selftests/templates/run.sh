@@ -17,6 +17,10 @@ LAYER=${RUND_LAYER_IMAGE:-/var/lib/rund/layers/debian.ext4}
 export RUND_KERNEL=${RUND_KERNEL:-/var/lib/rund/kernel/vmlinux}
 export RUND_INITRD=${RUND_INITRD:-/var/lib/rund/kernel/initramfs.cpio}
 CLONES=${RUND_TEMPLATE_TEST_CLONES:-50}
+# Seconds the template guests run before they are saved. A clone's uptime
+# starts from the template's, so this is the margin of the restore check
+# below against slow clone starts on a loaded machine.
+SETTLE=${RUND_TEMPLATE_TEST_SETTLE:-5}
 TMP=$(mktemp -d /tmp/rund-test-templates.XXXXXX)
 T=rund-test-templates-$$
 T2=rund-test-templates-del-$$
@@ -119,7 +123,7 @@ restored() {
 
 # 1. Create.
 created_at=$(date +%s)
-if "$HELPER" template create "$T" --image "$IMAGE" --layer "$LAYER" --json >"$TMP/create.json" 2>"$TMP/create.err"; then
+if "$HELPER" template create "$T" --image "$IMAGE" --layer "$LAYER" --settle "$SETTLE" --json >"$TMP/create.json" 2>"$TMP/create.err"; then
 	ok "template create"
 else
 	not_ok "template create" "$(cat "$TMP/create.err")"
@@ -228,7 +232,7 @@ check "start without --template restores a match" test -n "$def_name"
 [ -n "$def_name" ] && check "default start was restored" restored "$TMP/def" "$def_name"
 
 # 6. Deleting a template leaves running clones alone; new starts fail clearly.
-if "$HELPER" template create "$T2" --image "$IMAGE" --layer "$LAYER" >/dev/null 2>"$TMP/c2.err"; then
+if "$HELPER" template create "$T2" --image "$IMAGE" --layer "$LAYER" --settle "$SETTLE" >/dev/null 2>"$TMP/c2.err"; then
 	now >"$TMP/d.t0"
 	"$HELPER" run --template "$T2" --json-fd 3 -- sh -c "$HEAD"'; sleep 3; dd if=/dev/zero of=/dev/shm/z bs=1M count=16 2>/dev/null; echo alive' \
 		>"$TMP/d" 2>"$TMP/d.err" 3>"$TMP/d.json" &

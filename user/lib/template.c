@@ -873,6 +873,22 @@ static int wait_ready(struct create_run *c, int timeout_ms, struct rund_error *e
 	}
 }
 
+/* Let the guest run for seconds while its console is drained. */
+static void settle(struct create_run *c, unsigned int seconds)
+{
+	int64_t end = now_ns(CLOCK_MONOTONIC) + (int64_t)seconds * 1000000000;
+
+	for (;;) {
+		struct pollfd p = { .fd = c->console_fd, .events = POLLIN };
+		int64_t left = (end - now_ns(CLOCK_MONOTONIC)) / 1000000;
+
+		if (left <= 0)
+			return;
+		if (poll(&p, 1, (int)left) > 0)
+			drain_console(c);
+	}
+}
+
 static uint64_t tmpfs_blocks_bytes(const char *path)
 {
 	struct stat st;
@@ -935,6 +951,8 @@ static int boot_and_save(struct create_run *c, struct rund_template *t, int stat
 	if (ret)
 		return ret;
 	t->boot_ms = ms_since(t0);
+	if (o->settle_s)
+		settle(c, o->settle_s);
 
 	t1 = now_ns(CLOCK_MONOTONIC);
 	ret = qmp_simple(&c->qmp, "stop", NULL, CREATE_QMP_TIMEOUT_MS, NULL, err);

@@ -90,6 +90,7 @@ struct rund_template_create_opts {
 	unsigned int memory_mib;
 	unsigned int vcpus;
 	unsigned int timeout_s;		/* boot deadline */
+	unsigned int settle_s;		/* keep running this long at the ready point before saving */
 	bool replace;			/* delete a template of the same name first */
 	int console_fd;			/* guest console copy, -1: dropped */
 };
