@@ -245,7 +245,7 @@ static int do_list(int argc, char **argv)
 	json_object *arr = NULL;
 
 	if (argc > 2 || (argc == 2 && strcmp(argv[1], "--json"))) {
-		fprintf(stderr, "rund-helper template list: unexpected argument '%s'\n", argv[1]);
+		fprintf(stderr, "rund-helper template list: unexpected argument '%s'; usage: rund-helper template list [--json]\n", argv[1]);
 		return RUND_EXIT_FAILED;
 	}
 	if (argc == 2)

@@ -812,7 +812,7 @@ struct create_run {
 	int agent_fd, console_fd;
 };
 
-/* Copy guest console bytes out so that QEMU never blocks on a full socket. */
+/* Copy guest console bytes out so that QEMU does not block on a full socket while the guest boots. */
 static void drain_console(struct create_run *c)
 {
 	char buf[4096];
