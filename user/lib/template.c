@@ -896,7 +896,7 @@ static uint64_t tmpfs_blocks_bytes(const char *path)
 	return stat(path, &st) ? 0 : (uint64_t)st.st_blocks * 512;
 }
 
-static int ensure_dir(const char *path, struct rund_error *err)
+static int ensure_dir(const char *path, mode_t mode, struct rund_error *err)
 {
 	char tmp[PATH_MAX], *p;
 
@@ -909,7 +909,7 @@ static int ensure_dir(const char *path, struct rund_error *err)
 			return rund_error_set(err, errno, "failed to create %s", tmp);
 		*p = '/';
 	}
-	if (mkdir(tmp, 0755) && errno != EEXIST)
+	if (mkdir(tmp, mode) && errno != EEXIST)
 		return rund_error_set(err, errno, "failed to create %s", tmp);
 	return 0;
 }
@@ -1004,12 +1004,15 @@ int rund_template_create(const struct rund_template_create_opts *o, struct rund_
 	snprintf(t->layer_image, sizeof(t->layer_image), "%s", o->layer_image);
 	snprintf(t->dir, sizeof(t->dir), "%s/%s", RUND_TEMPLATE_DIR, o->name);
 
-	ret = ensure_dir(RUND_TEMPLATE_DIR, err);
+	ret = ensure_dir(RUND_TEMPLATE_DIR, 0755, err);
 	if (ret)
 		return ret;
-	ret = ensure_dir(RUND_TEMPLATE_MEMORY_DIR, err);
+	/* Guest RAM: readable by root only, as QEMU creates the file 0644. */
+	ret = ensure_dir(RUND_TEMPLATE_MEMORY_DIR, 0700, err);
 	if (ret)
 		return ret;
+	if (chmod(RUND_TEMPLATE_MEMORY_DIR, 0700))
+		return rund_error_set(err, errno, "failed to restrict %s", RUND_TEMPLATE_MEMORY_DIR);
 	ret = require_tmpfs(RUND_TEMPLATE_MEMORY_DIR, err);
 	if (ret)
 		return ret;
