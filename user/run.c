@@ -338,6 +338,11 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
 		fprintf(stderr, "rund-helper run: no command given; usage: rund-helper run [OPTIONS] -- CMD [ARGS...]\n");
 		return -1;
 	}
+	if (o->template_name && o->no_template) {
+		fprintf(stderr, "rund-helper run: --template %s and --no-template exclude each other; pass one\n",
+			o->template_name);
+		return -1;
+	}
 	o->argv = argv + optind;
 	return 0;
 }

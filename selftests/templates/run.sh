@@ -217,6 +217,10 @@ RUND_INITRD=$TMP/initramfs.cpio "$HELPER" run --template "$T" -- true >/dev/null
 rc=$?
 why="exit $rc: $(cat "$TMP/mi.err")"
 check "other agent initramfs rejected" eval '[ $rc = 125 ] && grep -q "does not match.*initramfs" "$TMP/mi.err"'
+"$HELPER" run --template "$T" --no-template -- true >/dev/null 2>"$TMP/both.err"
+rc=$?
+why="exit $rc: $(cat "$TMP/both.err")"
+check "--template with --no-template rejected" eval '[ $rc = 125 ] && grep -q "exclude each other" "$TMP/both.err"'
 "$HELPER" run --template "no-such-template-$$" -- true >/dev/null 2>"$TMP/nf.err"
 rc=$?
 why="exit $rc: $(cat "$TMP/nf.err")"
