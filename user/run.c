@@ -702,6 +702,12 @@ static void print_timings(const struct run *r)
 		prev = p;
 	}
 	fprintf(stderr, " total %.1f\n", ms_between(&r->t[PHASE_LAUNCH], &r->t[prev]));
+	fprintf(stderr, "rund-helper run: accelerator %s%s%s%s, %s%s, writable layer from %s\n",
+		rund_accel_name(r->vm.accel),
+		r->vm.accel_reason ? " (" : "", r->vm.accel_reason ? r->vm.accel_reason : "",
+		r->vm.accel_reason ? ")" : "",
+		r->tmpl ? "restored from template " : "cold boot", r->tmpl ? r->tmpl->name : "",
+		r->have_layer_source ? rund_layer_source_name(r->layer_source) : "nowhere");
 	if (r->pool.used)
 		fprintf(stderr, "rund-helper run: cgroup slot %u (%s) from the %s pool backend, QEMU placed by %s\n",
 			r->pool.slot.index, r->pool.slot.path,
