@@ -6,9 +6,10 @@ At boot the kernel rewrites its own text (alternatives, paravirt, lock
 prefixes, jump labels, static calls). Sandboxes that map one kernel memory
 image copy-on-write then each get private copies of those pages. This tool
 boots the kernel under QEMU with the launch configuration of `rund-helper
-run`, stops it right after boot-time patching, reads the text and read-only
-data from guest memory and writes a vmlinux that already contains them, with
-the gaps that boot poisons when it frees init memory already poisoned.
+run` and stops it right after boot-time patching. It reads the text and
+read-only data from guest memory and writes a vmlinux that already contains
+them. The gaps that boot poisons when it frees init memory are poisoned in
+the image already.
 
   rund-prepatch.py build   --kernel K --out IMG [--vcpus N]   image + IMG.prepatch
   rund-prepatch.py capture --kernel K --out RAW [--vcpus N]   raw _text..__end_rodata
@@ -366,7 +367,7 @@ def template_create(tdir, memory_dir, kernel, initrd, vcpus, cmdline, memory_mib
     """Make a pre-boot template in tdir: RAM holding the loaded kernel, no boot.
 
     QEMU starts stopped (-S) with its RAM in a shared file on tmpfs, so the
-    ELF loader writes the kernel into the file; migration with x-ignore-shared
+    ELF loader writes the kernel into the file. Migration with x-ignore-shared
     then saves only the device state, with the vCPUs still at reset.
     """
     os.makedirs(tdir, exist_ok=True)
@@ -502,7 +503,7 @@ def capture(kernel, initrd, vcpus, cmdline, memory_mib, timeout):
 
     Returns (bytes of _text..__end_rodata, bytes of the init text, console,
     vCPU type). Init text is patched at boot like the rest, and a write to it
-    would count as a boot-time patch write, so the image holds it patched too.
+    would count as a boot-time patch write, so the image contains it patched too.
     """
     syms = kernel_symbols(kernel)
     ranges = [(syms["_text"], syms["__end_rodata"]), (syms["_sinittext"], syms["_einittext"])]
@@ -559,7 +560,7 @@ def elf_segments(blob):
 
 
 def file_offset(segs, vaddr, size):
-    """File offset of [vaddr, vaddr+size) if one PT_LOAD holds all of it in the file."""
+    """Return the file offset of [vaddr, vaddr+size) if one PT_LOAD contains all of it in the file."""
     for s in segs:
         if s["type"] == 1 and s["vaddr"] <= vaddr and vaddr + size <= s["vaddr"] + s["filesz"]:
             return s["offset"] + vaddr - s["vaddr"]
@@ -579,7 +580,7 @@ def make_image(kernel, data, init_text, out):
     ro_a, ro_b = syms["__start_ro_after_init"], syms["__end_ro_after_init"]
     off = file_offset(segs, ro_a, ro_b - ro_a)
     if off is None:
-        raise Failure("no loadable segment holds .data..ro_after_init in the file")
+        raise Failure("no loadable segment contains .data..ro_after_init in the file")
     img[ro_a - text:ro_b - text] = blob[off:off + ro_b - ro_a]
 
     # mark_rodata_ro() frees [PFN_ALIGN(_etext), __start_rodata) with poison.
@@ -612,7 +613,7 @@ def make_image(kernel, data, init_text, out):
 
     off = file_offset(segs, text, len(img))
     if off is None:
-        raise Failure("no loadable segment holds _text..__end_rodata in the file")
+        raise Failure("no loadable segment contains _text..__end_rodata in the file")
     changed_pages = sum(1 for p in range(0, len(img), PAGE)
                         if blob[off + p:off + p + PAGE] != img[p:p + PAGE])
     blob[off:off + len(img)] = img
@@ -620,7 +621,7 @@ def make_image(kernel, data, init_text, out):
     it = syms["_sinittext"]
     off = file_offset(segs, it, len(init_text))
     if off is None:
-        raise Failure("no loadable segment holds the init text in the file")
+        raise Failure("no loadable segment contains the init text in the file")
     blob[off:off + len(init_text)] = init_text
 
     tmp = out + ".tmp"
