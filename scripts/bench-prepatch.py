@@ -20,6 +20,7 @@ writable layer. --layer-dir gives each clone a layer and the normal path.
 import argparse
 import importlib.util
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -78,6 +79,7 @@ def run_variant(label, kernel, vcpus, extra, clones, memory_mib, memory_dir, ran
         for layer in layers:
             os.unlink(layer)
         os.unlink(meta["memory_path"])
+        shutil.rmtree(work)
     return rows, ready
 
 

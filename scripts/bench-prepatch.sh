@@ -34,7 +34,7 @@ esac
 [ -r "$kernel" ] || { echo "bench-prepatch: kernel $kernel not found; run scripts/build-guest-kernel.sh" >&2; exit 1; }
 
 work=$(mktemp -d /tmp/rund-bench-prepatch.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+trap 'rm -rf "$work"; rmdir /dev/shm/rund-bench-prepatch 2>/dev/null' EXIT
 
 # A private copy, so that a rebuild during the run changes nothing.
 cp "$kernel" "$work/vmlinux"
