@@ -29,11 +29,13 @@ capturing boot (pointers, sizes) and a boot must compute them itself.
 """
 
 import argparse
+import ctypes
 import hashlib
 import json
 import os
 import re
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -45,6 +47,7 @@ START_KERNEL_MAP = 0xFFFFFFFF80000000
 POISON_FREE_INITMEM = 0xCC
 PAGE = 4096
 STOP_SYMBOL = "pid_idr_init"
+PR_SET_PDEATHSIG = 1
 SIDECAR_SUFFIX = ".prepatch"
 SIDECAR_FORMAT = 1
 
@@ -258,6 +261,12 @@ class GdbStub:
         self.sock.close()
 
 
+def die_with_parent():
+    """Let QEMU get SIGKILL when this tool exits, however it exits."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 class Guest:
     """A QEMU process with QMP and console in a scratch directory."""
 
@@ -273,13 +282,19 @@ class Guest:
                      "-gdb", "chardev:gdb"]
         self.stderr = open(os.path.join(workdir, "qemu.err"), "w+")
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL,
-                                     stdout=self.stderr, stderr=self.stderr)
+                                     stdout=self.stderr, stderr=self.stderr,
+                                     preexec_fn=die_with_parent)
         try:
             self.qmp = Qmp(self.qmp_path)
         except Failure:
+            errors = self.errors()
             self.kill()
-            raise Failure("QEMU did not start: " + self.errors())
-        self.gdb = GdbStub(self.gdb_path) if gdb else None
+            raise Failure("QEMU did not start: " + errors)
+        try:
+            self.gdb = GdbStub(self.gdb_path) if gdb else None
+        except Failure:
+            self.kill()
+            raise
 
     def errors(self):
         self.stderr.flush()
@@ -411,20 +426,24 @@ class Clone(Guest):
         args = sandbox_args(meta["kernel"], meta["initrd"], meta["vcpus"],
                             cmdline or meta["cmdline"], meta["memory_mib"], meta["memory_path"],
                             False, meta["image"], self.agent_path, layer) + ["-incoming", "defer"]
+        self.agent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         super().__init__(args, workdir)
         self.memory_path = meta["memory_path"]
         self.started = time.monotonic()
-        self.qmp.cmd("migrate-set-capabilities",
-                     capabilities=[{"capability": "x-ignore-shared", "state": True}])
-        self.qmp.cmd("migrate-incoming", uri=f"exec:cat {meta['state_path']}")
-        deadline = time.monotonic() + timeout
-        while self.qmp.cmd("query-status")["status"] == "inmigrate":
-            if time.monotonic() > deadline:
-                raise Failure(f"the clone did not restore within {timeout} s")
-            time.sleep(0.01)
-        self.agent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.agent.connect(self.agent_path)
-        self.qmp.cmd("cont")
+        try:
+            self.qmp.cmd("migrate-set-capabilities",
+                         capabilities=[{"capability": "x-ignore-shared", "state": True}])
+            self.qmp.cmd("migrate-incoming", uri=f"exec:cat {meta['state_path']}")
+            deadline = time.monotonic() + timeout
+            while self.qmp.cmd("query-status")["status"] == "inmigrate":
+                if time.monotonic() > deadline:
+                    raise Failure(f"the clone did not restore within {timeout} s")
+                time.sleep(0.01)
+            self.agent.connect(self.agent_path)
+            self.qmp.cmd("cont")
+        except (Failure, OSError):
+            self.kill()
+            raise
 
     def wait_ready(self, timeout):
         """Wait for the agent's first message (READY) and return the time since launch."""
