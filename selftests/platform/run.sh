@@ -155,7 +155,7 @@ else
 		-M microvm,acpi=off -accel tcg -cpu max -smp 2 -m 256 \
 		-global virtio-mmio.force-legacy=false \
 		-kernel "$KERNEL" -initrd "$TMP/initramfs.cpio" \
-		-append "console=ttyS0 reboot=t panic=-1 tsc_early_khz=$(host_tsc_khz) noapictimer printk.devkmsg=on" \
+		-append "console=ttyS0 reboot=t panic=-1 tsc_early_khz=$(host_tsc_khz) noapictimer no_timer_check printk.devkmsg=on" \
 		-drive "id=ro,file=$IMAGE,format=raw,if=none,readonly=on" -device virtio-blk-device,drive=ro \
 		-drive "id=rw,file=$CLONE,format=raw,if=none" -device virtio-blk-device,drive=rw \
 		-device virtio-serial-device -chardev null,id=port \
@@ -214,7 +214,7 @@ dump_text() {
 	timeout -k 5 120 qemu-system-x86_64 \
 		-M microvm,acpi=off -accel tcg -cpu max -smp "$vcpus" -m 128 \
 		-kernel "$KERNEL" -initrd "$TMP/idle.cpio" \
-		-append "console=ttyS0 reboot=t panic=-1 tsc_early_khz=$(host_tsc_khz) noapictimer printk.devkmsg=on $cmdline" \
+		-append "console=ttyS0 reboot=t panic=-1 tsc_early_khz=$(host_tsc_khz) noapictimer no_timer_check printk.devkmsg=on $cmdline" \
 		-qmp "unix:$monitor,server=on,wait=off" \
 		-no-reboot -display none -nodefaults -serial "file:$TMP/idle.log" </dev/null &
 	local qemu=$! i
