@@ -69,6 +69,7 @@ list_patched_files() {
 if [ "$(cat "$SRC/.rund-src-stamp" 2>/dev/null)" != "$src_sum" ]; then
 	echo "build-guest-kernel: extracting $TARBALL to $BUILD/src/"
 	old_manifest=$BUILD/src/.rund-patched-files.old
+	mkdir -p "$BUILD/src"
 	if [ -f "$SRC/.rund-patched-files" ]; then
 		cp "$SRC/.rund-patched-files" "$old_manifest"
 	else
