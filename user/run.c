@@ -193,7 +193,7 @@ static void usage(FILE *out)
 		"\n"
 		"  --image PATH     read-only EROFS image (default %s)\n"
 		"  --layer PATH     writable-layer image to clone (default %s)\n"
-		"  --memory MIB     guest memory in MiB (default 128, 32-65536)\n"
+		"  --memory MIB     guest memory in MiB (default 128, 64-65536)\n"
 		"  --vcpus N        guest vCPUs (default 1, 1-64)\n"
 		"  --timeout S      end the sandbox S seconds after launch (default 60, 1-86400)\n"
 		"  --env NAME=VALUE add a variable to CMD's environment (repeatable)\n"
@@ -293,7 +293,7 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
 			o->workdir = optarg;
 			break;
 		case OPT_MEMORY:
-			if (parse_uint("--memory", optarg, 32, 65536, &o->memory_mib))
+			if (parse_uint("--memory", optarg, 64, 65536, &o->memory_mib))
 				return -1;
 			break;
 		case OPT_VCPUS:

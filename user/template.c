@@ -34,7 +34,7 @@ static void usage(FILE *out)
 		"  --layer PATH     writable-layer image whose clones will be used (default %s)\n"
 		"  --kernel PATH    guest kernel vmlinux (default $RUND_KERNEL or %s)\n"
 		"  --initrd PATH    agent initramfs (default $RUND_INITRD or %s)\n"
-		"  --memory MIB     guest memory in MiB (default 128, 32-65536)\n"
+		"  --memory MIB     guest memory in MiB (default 128, 64-65536)\n"
 		"  --vcpus N        guest vCPUs (default 1, 1-64)\n"
 		"  --timeout S      boot deadline in seconds (default 60)\n"
 		"  --settle S       keep the guest running S seconds at its ready point before\n"
@@ -167,7 +167,7 @@ static int do_create(int argc, char **argv)
 			o.initrd = optarg;
 			break;
 		case 'm':
-			if (parse_uint("--memory", optarg, 32, 65536, &o.memory_mib))
+			if (parse_uint("--memory", optarg, 64, 65536, &o.memory_mib))
 				return RUND_EXIT_FAILED;
 			break;
 		case 'c':

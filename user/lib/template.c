@@ -400,10 +400,12 @@ static int check_match(const struct rund_template *t, const struct rund_template
 		       struct rund_error *err)
 {
 	const struct rund_template_match *m = &t->match;
-	char fix[PATH_MAX + 128];
+	char fix[2 * PATH_MAX + 256];
 
-	snprintf(fix, sizeof(fix), "create it again with 'rund-helper template create --replace %s' or start with --no-template",
-		 t->name);
+	/* The fix repeats this sandbox's settings, so that the new template matches it. */
+	snprintf(fix, sizeof(fix),
+		 "create it again with 'rund-helper template create --replace %s --memory %u --vcpus %u --image %s' or start with --no-template",
+		 t->name, now->memory_mib, now->vcpus, now->image);
 
 	if (strcmp(now->accel, m->accel))
 		return MISMATCH("accelerator", "is %s here, the template was made under %s", now->accel,

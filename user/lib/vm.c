@@ -46,6 +46,10 @@ enum rund_accel rund_accel_detect(const char **why)
 		*why = NULL;
 		return RUND_ACCEL_KVM;
 	}
+	if (force && *force) {
+		fprintf(stderr, "rund: ignoring RUND_ACCEL='%s': use 'kvm' or 'tcg'\n", force);
+		*why = NULL;
+	}
 
 	if (!access(RUND_KVM_UNUSABLE_FILE, F_OK)) {
 		*why = "an earlier KVM guest failed (" RUND_KVM_UNUSABLE_FILE ")";
