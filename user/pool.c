@@ -29,7 +29,7 @@ static void usage(FILE *out)
 		"         | resize --size N\n"
 		"         | acquire ID [--memory MIB] [--cpu-quota US] [--cpu-period US] [--pids N] [--bound]\n"
 		"         | attach ID PID\n"
-		"         | release ID\n"
+		"         | release ID                 (kills the processes left in the slot)\n"
 		"         | show ID | show --index N\n"
 		"         | list\n"
 		"         | stats\n"
