@@ -109,7 +109,7 @@ refused "mismatch vcpus 2 refused" "this launch has 2 vCPU" \
 	RUND_KERNEL="$TMP/vmlinux.pp1" "$HELPER" run --vcpus 2 --
 refused "mismatch vcpus 1 refused" "Launch with --vcpus 2" \
 	RUND_KERNEL="$TMP/vmlinux.pp2" "$HELPER" run --vcpus 1 --
-refused "mismatch cmdline option refused" "with nosmp" \
+refused "mismatch cmdline option refused" "this launch has .* with .*nosmp;" \
 	RUND_KERNEL="$TMP/vmlinux.pp1" RUND_KERNEL_APPEND=nosmp "$HELPER" run --
 cp "$TMP/vmlinux.pp1.prepatch" "$TMP/saved.prepatch"
 sed -i 's/^cpu=default$/cpu=host/' "$TMP/vmlinux.pp1.prepatch"
