@@ -3,6 +3,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <json-c/json.h>
+
 #include "util.h"
 #include "verbs.h"
 
@@ -37,6 +39,9 @@ int main(int argc, char **argv)
 		usage(stdout);
 		return 0;
 	}
+
+	/* Durations are in ms; microsecond resolution is plenty in --json. */
+	json_c_set_serialization_double_format("%.3f", JSON_C_OPTION_GLOBAL);
 
 	for (i = 0; i < ARRAY_SIZE(verbs); i++)
 		if (!strcmp(argv[1], verbs[i].name))

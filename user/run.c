@@ -282,7 +282,14 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
 		case OPT_LAYER: o->layer = optarg; break;
 		case OPT_KERNEL: o->kernel = optarg; break;
 		case OPT_INITRD: o->initrd = optarg; break;
-		case OPT_TEMPLATE: o->template_name = optarg; break;
+		case OPT_TEMPLATE:
+			if (optarg[0] == '-') {
+				fprintf(stderr, "rund-helper run: invalid --template '%s': expected a template name ('rund-helper template list' shows them)\n",
+					optarg);
+				return -1;
+			}
+			o->template_name = optarg;
+			break;
 		case OPT_NO_TEMPLATE: o->no_template = true; break;
 		case OPT_WORKDIR:
 			if (optarg[0] != '/') {

@@ -1017,8 +1017,8 @@ static int cg_destroy(struct rund_pool *pool, bool force, struct rund_error *err
 	busy = h->count[RUND_SLOT_CLAIMED] + h->count[RUND_SLOT_DRAINING];
 	if (busy && !force) {
 		pool_unlock(p);
-		return rund_error_setx(err, EBUSY, "%u slots are claimed or draining; release them first or destroy with --force",
-				       busy);
+		return rund_error_setx(err, EBUSY, "%u slot%s claimed or draining; release them first or destroy with --force",
+				       busy, busy == 1 ? " is" : "s are");
 	}
 	__atomic_store_n(&h->ready, 0, __ATOMIC_RELEASE);
 	pool_unlock(p);

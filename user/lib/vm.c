@@ -52,7 +52,7 @@ enum rund_accel rund_accel_detect(const char **why)
 	}
 
 	if (!access(RUND_KVM_UNUSABLE_FILE, F_OK)) {
-		*why = "an earlier KVM guest failed (" RUND_KVM_UNUSABLE_FILE ")";
+		*why = "an earlier KVM guest failed; remove " RUND_KVM_UNUSABLE_FILE " to try KVM again";
 		return RUND_ACCEL_TCG;
 	}
 
