@@ -520,9 +520,9 @@ TEST_F(pool, oneshot_cli_claim)
 }
 
 /*
- * A slot whose last sandbox left page cache charged to it (v1 memory keeps
- * the charge after the tasks are gone) must not count as "used" when it is
- * claimed again: a scan would otherwise release the new claim before its
+ * A slot whose last sandbox left page cache charged to it must not count as
+ * "used" when it is claimed again, because v1 memory keeps the charge after
+ * the tasks are gone. Otherwise a scan releases the new claim before its
  * first attach.
  */
 TEST_F(pool, reused_slot_not_released_early)
@@ -556,7 +556,8 @@ TEST_F(pool, reused_slot_not_released_early)
 	}
 	ASSERT_EQ(0, rund_pool_attach(self->pool, "sb-cache", child, &err)) TH_LOG("%s", err.msg);
 	ASSERT_EQ(child, waitpid(child, &status, 0));
-	EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	EXPECT_TRUE(WIFEXITED(status));
+	EXPECT_EQ(0, WEXITSTATUS(status));
 	ASSERT_EQ(0, rund_pool_release(self->pool, "sb-cache", &err)) TH_LOG("%s", err.msg);
 
 	/* Claim every slot, so the one that held the page cache is among them. */

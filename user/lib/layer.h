@@ -51,7 +51,7 @@ int rund_layer_clone(const char *image_path, unsigned int flags,
 
 const char *rund_layer_source_name(enum rund_layer_source source);
 
-/* What the filesystem holding a layer directory offers. */
+/* Features of the filesystem that contains a layer directory. */
 struct rund_layer_fs {
 	char type[16];		/* "xfs", "ext4", "tmpfs", or the magic in hex */
 	bool is_xfs;
@@ -115,8 +115,8 @@ int rund_layer_module_set_depth(int devfd, uint32_t id, uint32_t depth,
 
 /*
  * Take a clone of image id from the module (image_fd names the image when
- * id is 0) and return its descriptor. *pooled tells whether it came from the
- * pool (may be NULL).
+ * id is 0) and return its descriptor. *pooled is set to whether it came from
+ * the pool (may be NULL).
  */
 int rund_layer_module_clone(int devfd, uint32_t id, int image_fd,
 			    bool *pooled, struct rund_error *err);

@@ -642,7 +642,7 @@ static int mod_next_event(struct rund_pool *pool, int timeout_ms, struct rund_po
 	if (!cb)
 		return rund_error_set(err, ENOMEM, "read a pool event");
 	nl_cb_set(cb, NL_CB_VALID, NL_CB_CUSTOM, valid_cb, &req);
-	/* Notifications carry sequence number 0, not the answer to a request. */
+	/* Notifications carry sequence number 0 because they reply to no request. */
 	nl_cb_set(cb, NL_CB_SEQ_CHECK, NL_CB_CUSTOM, accept_any_seq, NULL);
 	ret = nl_recvmsgs(p->ev_sk, cb);
 	nl_cb_put(cb);

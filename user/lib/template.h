@@ -9,8 +9,12 @@
  * the stream. A clone maps the same file private (share=off), so every clone
  * shares the template's pages until it writes them, and never changes the
  * file. The guest in the template has the read-only image mounted and its
- * hot files read; the writable-layer device is there with a placeholder
+ * hot files read. The writable-layer device is there with a placeholder
  * backend, and the agent mounts the clone's own layer after the restore.
+ *
+ * NOTE: every clone starts its own QEMU on demand; there is no pool of
+ * pre-started VMMs yet. Pre-boot templates (pre-patched kernel loaded before
+ * the first instruction) exist only in guest/rund-prepatch.py, not here.
  *
  * Layout: RUND_TEMPLATE_DIR/<name>/template.json (what a clone must match)
  * and state (device state); the memory file is RUND_TEMPLATE_MEMORY_DIR/
@@ -122,12 +126,12 @@ int rund_template_foreach(int (*fn)(const struct rund_template *tmpl, void *arg)
 			  void *arg, struct rund_error *err);
 
 /*
- * Remove a template. Running clones are not affected: each one maps the
- * memory file private and holds it open until it ends.
+ * Remove a template. Running clones are not affected, because each one maps
+ * the memory file private and keeps it open until it ends.
  */
 int rund_template_delete(const char *name, struct rund_error *err);
 
-/* What a sandbox about to start would run: filled by rund_template_want(). */
+/* Settings of a sandbox about to start, filled by rund_template_want(). */
 struct rund_template_want {
 	const char *image;
 	const char *kernel;

@@ -56,6 +56,10 @@ enum rund_accel rund_accel_detect(const char **why)
 		return RUND_ACCEL_TCG;
 	}
 
+	/*
+	 * NOTE: on a KVM node this probe creates a VM and a vCPU on every start,
+	 * on the critical path. Caching a positive result per boot would avoid it.
+	 */
 	kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 	if (kvm < 0) {
 		*why = "/dev/kvm cannot be opened";
@@ -361,9 +365,9 @@ unsigned long rund_host_tsc_khz(void)
 }
 
 /*
- * TCG translation buffer in MiB: 32 unless RUND_TCG_TB_MIB (1-1024) says
- * otherwise; 0 when that is invalid. A started guest fills most of it, so it is most of the private
- * memory of an idle sandbox under TCG (docs/benchmarks.md).
+ * TCG translation buffer in MiB: 32 unless RUND_TCG_TB_MIB (1-1024) sets
+ * another size, and 0 when that value is invalid. A started guest fills most
+ * of it, so it is most of the private memory of an idle sandbox under TCG.
  */
 static unsigned int tcg_tb_mib(void)
 {
@@ -389,10 +393,9 @@ void rund_vm_cmdline(enum rund_accel accel, bool template_guest, char *buf, size
 		if (khz && n < size)
 			n += (size_t)snprintf(buf + n, size - n, " tsc_early_khz=%lu", khz);
 		/*
-		 * noapictimer skips the slow APIC timer calibration; no_timer_check
-		 * skips the IO-APIC timer test, which a loaded host running TCG
-		 * fails now and then, and the guest then panics with
-		 * "IO-APIC + timer doesn't work".
+		 * noapictimer skips the slow APIC timer calibration. no_timer_check
+		 * skips the IO-APIC timer test: on a loaded host TCG fails it now
+		 * and then, and the guest panics with "IO-APIC + timer doesn't work".
 		 */
 		if (n < size)
 			n += (size_t)snprintf(buf + n, size - n, " noapictimer no_timer_check");

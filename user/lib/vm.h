@@ -28,9 +28,10 @@ enum rund_accel {
 const char *rund_accel_name(enum rund_accel accel);
 
 /*
- * Pick KVM when /dev/kvm answers KVM_GET_API_VERSION with 12 and can create
- * a VM and a vCPU and no failed KVM boot is recorded, TCG otherwise. RUND_ACCEL=tcg or RUND_ACCEL=kvm in the
- * environment forces the choice. *why receives a short reason for TCG.
+ * Pick KVM when /dev/kvm returns 12 for KVM_GET_API_VERSION, can create a
+ * VM and a vCPU, and no failed KVM boot is recorded; otherwise pick TCG.
+ * RUND_ACCEL=tcg or RUND_ACCEL=kvm in the environment forces the choice.
+ * *why receives a short reason for TCG.
  */
 enum rund_accel rund_accel_detect(const char **why);
 
