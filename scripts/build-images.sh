@@ -108,11 +108,17 @@ fi
 #    So it is formatted in a scratch file under $BUILD and then copied block
 #    by block into a preallocated file on the layer file system. That leaves
 #    every block written and the file in one extent when space allows.
+#    Its stamp is a dot file, which `rund-helper layer list` does not show.
 layer_key=$(echo "copied $LAYER_MB ${EXT4_OPTS[*]}" | sha256sum | cut -d' ' -f1)
-if [ "$force" = 1 ] || [ ! -f "$LAYER" ] || [ "$(cat "$LAYER.key" 2>/dev/null)" != "$layer_key" ]; then
+LAYER_STAMP=$(dirname "$LAYER")/.$(basename "$LAYER").key
+if [ -f "$LAYER.key" ]; then
+	# Stamp of an older setup, next to the image.
+	mv -f "$LAYER.key" "$LAYER_STAMP"
+fi
+if [ "$force" = 1 ] || [ ! -f "$LAYER" ] || [ "$(cat "$LAYER_STAMP" 2>/dev/null)" != "$layer_key" ]; then
 	echo "build-images: writing $LAYER (${LAYER_MB} MiB ext4)"
 	scratch=$BUILD/images/layer.ext4
-	rm -f "$LAYER.key" "$LAYER.tmp" "$scratch"
+	rm -f "$LAYER_STAMP" "$LAYER.tmp" "$scratch"
 	truncate -s "${LAYER_MB}M" "$scratch"
 	mkfs.ext4 "${EXT4_OPTS[@]}" "$scratch" || die "mkfs.ext4 failed on $scratch"
 
@@ -120,7 +126,7 @@ if [ "$force" = 1 ] || [ ! -f "$LAYER" ] || [ "$(cat "$LAYER.key" 2>/dev/null)" 
 	dd if="$scratch" of="$LAYER.tmp" bs=1M conv=notrunc,fsync status=none || die "failed to copy $scratch to $LAYER.tmp"
 	rm -f "$scratch"
 	mv "$LAYER.tmp" "$LAYER"
-	echo "$layer_key" >"$LAYER.key"
+	echo "$layer_key" >"$LAYER_STAMP"
 fi
 
 extents=$(filefrag "$LAYER" | sed -n 's/.*: \([0-9]*\) extents\? found/\1/p')
