@@ -224,12 +224,24 @@ static bool option_allowed(const char *cmd, int opt)
 struct list_ctx {
 	const struct pool_opts *o;
 	json_object *arr;
+	bool header_done;
 };
+
+/* The text header comes with the first slot, so a failed list prints only the error. */
+static void list_header(struct list_ctx *c)
+{
+	if (c->o->json || c->header_done)
+		return;
+	printf("index  state     sandbox                   path  [backend %s]\n",
+	       rund_pool_backend_name(c->o->backend));
+	c->header_done = true;
+}
 
 static int list_one(const struct rund_slot_info *s, void *arg)
 {
 	struct list_ctx *c = arg;
 
+	list_header(c);
 	if (c->o->json)
 		json_object_array_add(c->arr, slot_json(s));
 	else
@@ -639,10 +651,9 @@ int cmd_pool(int argc, char **argv)
 	} else if (!strcmp(cmd, "list")) {
 		struct list_ctx lc = { .o = &o, .arr = json_object_new_array() };
 
-		if (!o.json)
-			printf("index  state     sandbox                   path  [backend %s]\n",
-			       rund_pool_backend_name(o.backend));
 		ret = rund_pool_list(pool, list_one, &lc, &err);
+		if (!ret)
+			list_header(&lc);
 		if (!ret && o.json) {
 			json_object *j = json_object_new_object();
 
