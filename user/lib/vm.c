@@ -33,6 +33,58 @@ const char *rund_accel_name(enum rund_accel accel)
 	return accel == RUND_ACCEL_KVM ? "kvm" : "tcg";
 }
 
+/* The host's boot id, 36 characters; false when it cannot be read. */
+static bool host_boot_id(char out[40])
+{
+	ssize_t n;
+	int fd;
+
+	fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	n = read(fd, out, 39);
+	close(fd);
+	if (n < 36)
+		return false;
+	out[36] = '\0';
+	return true;
+}
+
+static bool kvm_probed_this_boot(void)
+{
+	char now[40], saved[40];
+	ssize_t n;
+	int fd;
+
+	if (!host_boot_id(now))
+		return false;
+	fd = open(RUND_KVM_PROBED_FILE, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	n = read(fd, saved, 39);
+	close(fd);
+	if (n < 36)
+		return false;
+	saved[36] = '\0';
+	return !strcmp(now, saved);
+}
+
+static void kvm_probe_remember(void)
+{
+	char id[40], tmp[] = RUND_KVM_PROBED_FILE ".XXXXXX";
+	int fd;
+
+	if (!host_boot_id(id))
+		return;
+	mkdir("/run/rund", 0755);
+	fd = mkostemp(tmp, O_CLOEXEC);
+	if (fd < 0)
+		return;	/* the next start probes again, which is only slower */
+	if (dprintf(fd, "%s\n", id) != 37 || fchmod(fd, 0644) || rename(tmp, RUND_KVM_PROBED_FILE))
+		unlink(tmp);
+	close(fd);
+}
+
 enum rund_accel rund_accel_detect(const char **why)
 {
 	const char *force = getenv("RUND_ACCEL");
@@ -57,9 +109,18 @@ enum rund_accel rund_accel_detect(const char **why)
 	}
 
 	/*
-	 * NOTE: on a KVM node this probe creates a VM and a vCPU on every start,
-	 * on the critical path. Caching a positive result per boot would avoid it.
+	 * Creating a VM and a vCPU costs milliseconds on every start, so a
+	 * passed probe is remembered for this host boot. /dev/kvm must still
+	 * open: the module may have been unloaded since.
 	 */
+	if (kvm_probed_this_boot()) {
+		kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+		if (kvm >= 0) {
+			close(kvm);
+			*why = NULL;
+			return RUND_ACCEL_KVM;
+		}
+	}
 	kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 	if (kvm < 0) {
 		*why = "/dev/kvm cannot be opened";
@@ -84,6 +145,7 @@ enum rund_accel rund_accel_detect(const char **why)
 		return RUND_ACCEL_TCG;
 	}
 	close(vcpu);
+	kvm_probe_remember();
 	*why = NULL;
 	return RUND_ACCEL_KVM;
 }
@@ -92,6 +154,7 @@ void rund_accel_mark_kvm_unusable(const char *reason)
 {
 	int fd;
 
+	unlink(RUND_KVM_PROBED_FILE);
 	mkdir("/run/rund", 0755);
 	fd = open(RUND_KVM_UNUSABLE_FILE, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)

@@ -42,6 +42,8 @@ enum rund_accel rund_accel_detect(const char **why);
  * removed or the host reboots (/run is a tmpfs).
  */
 #define RUND_KVM_UNUSABLE_FILE "/run/rund/kvm-unusable"
+/* Boot id of the host boot whose /dev/kvm passed the probe (VM and vCPU created). */
+#define RUND_KVM_PROBED_FILE "/run/rund/kvm-probed"
 void rund_accel_mark_kvm_unusable(const char *reason);
 
 /* Process spawn for the VMM. */
