@@ -271,7 +271,8 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
 	o->vcpus = 1;
 	o->timeout_s = 60;
 	o->json_fd = STDERR_FILENO;
-	o->env = calloc((size_t)argc + 1, sizeof(char *));
+	/* One spare entry for RUND_SANDBOX_ID, see send_run(). */
+	o->env = calloc((size_t)argc + 2, sizeof(char *));
 	if (!o->env)
 		return -1;
 
@@ -431,9 +432,27 @@ static int send_run(struct run *r)
 	struct rund_error err = { 0 };
 	int len;
 
+	char id_var[sizeof("RUND_SANDBOX_ID=") + sizeof(r->id)];
+	char **env = r->o->env;
+	int i;
+
 	r->ready = true;
 	mark(r, PHASE_READY);
-	len = rund_agent_encode_run(r->txbuf, r->o->argv, r->o->env, r->o->workdir, &err);
+	/*
+	 * The function learns its sandbox id from RUND_SANDBOX_ID, unless the
+	 * caller set that variable itself. parse_args() sized o->env with a
+	 * spare entry for it.
+	 */
+	for (i = 0; i < r->o->nenv; i++)
+		if (!strncmp(env[i], "RUND_SANDBOX_ID=", 16))
+			break;
+	if (i == r->o->nenv) {
+		snprintf(id_var, sizeof(id_var), "RUND_SANDBOX_ID=%s", r->id);
+		env[r->o->nenv] = id_var;
+		env[r->o->nenv + 1] = NULL;
+	}
+	len = rund_agent_encode_run(r->txbuf, r->o->argv, env, r->o->workdir, &err);
+	env[r->o->nenv] = NULL;
 	if (len < 0)
 		return fail_run(r, RUND_EXIT_FAILED, "rund", "%s", err.msg);
 	queue_frame(r, (uint32_t)len);

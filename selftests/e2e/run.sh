@@ -146,6 +146,22 @@ else
 	not_ok "argv with spaces, env and cwd are passed" "exit $rc" "stdout: $(cat "$TMP/out")" "want: $want" "stderr: $(cat "$TMP/err")"
 fi
 
+"${RUN[@]}" --json-fd 3 -- /bin/sh -c 'echo "$RUND_SANDBOX_ID"' </dev/null >"$TMP/out" 2>"$TMP/err" 3>"$TMP/json"
+rc=$?
+id=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["sandbox_id"])' "$TMP/json" 2>/dev/null)
+if [ "$rc" -eq 0 ] && [ -n "$id" ] && [ "$(cat "$TMP/out")" = "$id" ]; then
+	ok "the function sees its sandbox id in RUND_SANDBOX_ID"
+else
+	not_ok "the function sees its sandbox id in RUND_SANDBOX_ID" "exit $rc" "stdout: $(cat "$TMP/out")" "json id: '$id'" "$(cat "$TMP/err")"
+fi
+
+sandbox --env RUND_SANDBOX_ID=chosen -- /bin/sh -c 'env | grep -c "^RUND_SANDBOX_ID="; echo "$RUND_SANDBOX_ID"' </dev/null
+if [ "$rc" -eq 0 ] && [ "$(cat "$TMP/out")" = "$(printf '1\nchosen')" ]; then
+	ok "an --env RUND_SANDBOX_ID replaces the sandbox id"
+else
+	not_ok "an --env RUND_SANDBOX_ID replaces the sandbox id" "exit $rc" "stdout: $(cat "$TMP/out")" "$(cat "$TMP/err")"
+fi
+
 sandbox -- no-such-command-rund </dev/null
 if [ "$rc" -eq 127 ] && grep -q "no-such-command-rund" "$TMP/err"; then
 	ok "missing command gives 127"
