@@ -732,7 +732,9 @@ static void print_timings(const struct run *r)
 		rund_accel_name(r->vm.accel),
 		r->vm.accel_reason ? " (" : "", r->vm.accel_reason ? r->vm.accel_reason : "",
 		r->vm.accel_reason ? ")" : "",
-		r->tmpl ? "restored from template " : "cold boot", r->tmpl ? r->tmpl->name : "",
+		!r->tmpl ? "cold boot" : r->tmpl->kind == RUND_TEMPLATE_PREBOOT ?
+		"booted from pre-boot template " : "restored from template ",
+		r->tmpl ? r->tmpl->name : "",
 		r->have_layer_source ? rund_layer_source_name(r->layer_source) : "nowhere");
 	if (r->pool.used)
 		fprintf(stderr, "rund-helper run: cgroup slot %u (%s) from the %s pool backend, QEMU placed by %s\n",
@@ -839,7 +841,9 @@ static int setup_signals(struct run *r, sigset_t *old)
 
 /*
  * Choose the template to restore: the one named by --template, which must
- * match, or else the newest one that matches this sandbox. Sets r->tmpl.
+ * match, or else the newest snapshot template that matches this sandbox, or
+ * the newest matching pre-boot template when no snapshot matches. Sets
+ * r->tmpl.
  */
 static int pick_template(struct run *r, struct rund_error *err)
 {
@@ -898,6 +902,12 @@ static int restore_template(struct run *r, int qmp_fd, int agent_fd, struct rund
 	if (ret)
 		return ret;
 	mark(r, PHASE_RESTORE);
+	/*
+	 * A pre-boot clone boots now, with its own clock and entropy, mounts its
+	 * layer as a cold boot does and sends READY to the event loop.
+	 */
+	if (r->tmpl->kind == RUND_TEMPLATE_PREBOOT)
+		return 0;
 	ret = rund_template_send_identity(agent_fd, r->id, r->id, timeout_ms, err);
 	if (!ret)
 		ret = rund_template_wait_ack(agent_fd, "IDENTITY", timeout_ms, err);
@@ -1018,6 +1028,8 @@ static int start(struct run *r)
 		cfg.memory_path = r->tmpl->memory_path;
 		cfg.memory_share = false;
 		cfg.incoming = true;
+		/* A pre-boot clone's firmware reads kernel, initramfs and command line from fw_cfg. */
+		cfg.boot_files = r->tmpl->kind == RUND_TEMPLATE_PREBOOT;
 	}
 	call = (struct vm_start_call){ .cfg = &cfg, .vm = &r->vm, .err = &err };
 	ret = rund_pool_launch_call(&r->pool, vm_start_call, &call, &err);
@@ -1052,7 +1064,7 @@ static int start(struct run *r)
 	fcntl(r->agent_fd, F_SETFL, O_NONBLOCK);
 	fcntl(r->console_fd, F_SETFL, O_NONBLOCK);
 	fcntl(r->qemu_err_fd, F_SETFL, O_NONBLOCK);
-	ret = r->tmpl ? send_run(r) : 0;
+	ret = r->tmpl && r->tmpl->kind == RUND_TEMPLATE_SNAPSHOT ? send_run(r) : 0;
 
 out_close:
 	close_fd(&agent[0]);

@@ -24,12 +24,17 @@ static void usage(FILE *out)
 	fprintf(out,
 		"usage: rund-helper template COMMAND [OPTIONS]\n"
 		"\n"
-		"  create NAME [OPTIONS]  boot a guest to the agent's ready point and save it\n"
+		"  create NAME [OPTIONS]  boot a guest to the agent's ready point and save it,\n"
+		"                         or save it before it boots (--kind preboot)\n"
 		"  list [--json]          list templates\n"
 		"  show NAME [--json]     print a template and whether default starts match it\n"
 		"  delete NAME            remove a template; running clones are not affected\n"
 		"\n"
 		"create options:\n"
+		"  --kind KIND      snapshot: a guest booted to the agent's ready point, whose\n"
+		"                   clones resume there (default); preboot: the kernel loaded\n"
+		"                   and not started, whose clones boot fresh and share the\n"
+		"                   kernel's pages (use it with a pre-patched kernel)\n"
 		"  --image PATH     read-only EROFS image (default %s)\n"
 		"  --layer PATH     writable-layer image whose clones will be used (default %s)\n"
 		"  --kernel PATH    guest kernel vmlinux (default $RUND_KERNEL or %s)\n"
@@ -38,7 +43,8 @@ static void usage(FILE *out)
 		"  --vcpus N        guest vCPUs (default 1, 1-64)\n"
 		"  --timeout S      boot deadline in seconds (default 60)\n"
 		"  --settle S       keep the guest running S seconds at its ready point before\n"
-		"                   saving it, so that deferred boot work finishes (default 0)\n"
+		"                   saving it, so that deferred boot work finishes (default 0;\n"
+		"                   snapshot only)\n"
 		"  --replace        replace a template of the same name\n"
 		"  --console        copy the guest console to stderr\n"
 		"  --json           print the template as JSON\n"
@@ -90,14 +96,19 @@ static void print_template(const struct rund_template *t, FILE *out)
 
 	format_age(t->created_ns, age, sizeof(age));
 	fprintf(out, "name:          %s\n", t->name);
+	fprintf(out, "kind:          %s\n", rund_template_kind_name(t->kind));
 	fprintf(out, "age:           %s\n", age);
 	fprintf(out, "memory file:   %s (%.1f MiB used of %u MiB)\n", t->memory_path,
 		(double)t->memory_bytes / (1 << 20), m->memory_mib);
 	fprintf(out, "device state:  %s (%" PRIu64 " bytes)\n", t->state_path, t->state_bytes);
-	fprintf(out, "boot, save:    %.1f ms, %.1f ms\n", t->boot_ms, t->save_ms);
+	if (t->kind == RUND_TEMPLATE_SNAPSHOT)
+		fprintf(out, "boot, save:    %.1f ms, %.1f ms\n", t->boot_ms, t->save_ms);
+	else
+		fprintf(out, "save:          %.1f ms (not booted)\n", t->save_ms);
 	fprintf(out, "qemu:          %s (%s), accel %s, vCPU model %s\n", m->qemu,
 		m->qemu_version, m->accel, m->cpu_model);
-	fprintf(out, "kernel:        %s (build id %s)\n", m->kernel, m->kernel_build_id);
+	fprintf(out, "kernel:        %s (build id %s%s)\n", m->kernel, m->kernel_build_id,
+		t->kind == RUND_TEMPLATE_PREBOOT ? ", loaded in the memory file" : "");
 	fprintf(out, "initrd:        %s\n", m->initrd);
 	fprintf(out, "cmdline:       %s\n", m->cmdline);
 	fprintf(out, "vcpus, memory: %u, %u MiB\n", m->vcpus, m->memory_mib);
@@ -114,14 +125,19 @@ static json_object *template_summary_json(const struct rund_template *t)
 
 	snprintf(path, sizeof(path), "%s/template.json", t->dir);
 	o = json_object_from_file(path);
-	if (o)
+	if (o) {
 		json_object_object_add(o, "state_path", json_object_new_string(t->state_path));
+		/* Format 1 files may lack it. */
+		json_object_object_add(o, "kind",
+				       json_object_new_string(rund_template_kind_name(t->kind)));
+	}
 	return o;
 }
 
 static int do_create(int argc, char **argv)
 {
 	static const struct option longopts[] = {
+		{ "kind", required_argument, NULL, 'K' },
 		{ "image", required_argument, NULL, 'i' },
 		{ "layer", required_argument, NULL, 'l' },
 		{ "kernel", required_argument, NULL, 'k' },
@@ -154,6 +170,13 @@ static int do_create(int argc, char **argv)
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (c) {
+		case 'K':
+			if (rund_template_kind_parse(optarg, &o.kind)) {
+				fprintf(stderr, "rund-helper template create: invalid --kind '%s': expected snapshot or preboot\n",
+					optarg);
+				return RUND_EXIT_FAILED;
+			}
+			break;
 		case 'i':
 			o.image = optarg;
 			break;
@@ -203,6 +226,11 @@ static int do_create(int argc, char **argv)
 		return RUND_EXIT_FAILED;
 	}
 	o.name = argv[optind];
+	if (o.kind == RUND_TEMPLATE_PREBOOT && o.settle_s) {
+		fprintf(stderr, "rund-helper template create: --settle %u applies to snapshot templates; a pre-boot template is saved before its guest runs, so drop --settle or use --kind snapshot\n",
+			o.settle_s);
+		return RUND_EXIT_FAILED;
+	}
 
 	if (rund_template_create(&o, &t, &err)) {
 		fprintf(stderr, "rund-helper template create: %s\n", err.msg);
@@ -229,8 +257,9 @@ static int list_one(const struct rund_template *t, void *arg)
 		return 0;
 	}
 	format_age(t->created_ns, age, sizeof(age));
-	printf("%-20s %6s %7u %5u %8.1f  %s\n", t->name, age, t->match.memory_mib, t->match.vcpus,
-	       (double)t->memory_bytes / (1 << 20), t->match.image);
+	printf("%-20s %-8s %6s %7u %5u %8.1f  %s\n", t->name, rund_template_kind_name(t->kind),
+	       age, t->match.memory_mib, t->match.vcpus, (double)t->memory_bytes / (1 << 20),
+	       t->match.image);
 	return 0;
 }
 
@@ -251,8 +280,8 @@ static int do_list(int argc, char **argv)
 	if (argc == 2)
 		arr = json_object_new_array();
 	else
-		printf("%-20s %6s %7s %5s %8s  %s\n", "NAME", "AGE", "MEM_MIB", "VCPUS", "USED_MIB",
-		       "IMAGE");
+		printf("%-20s %-8s %6s %7s %5s %8s  %s\n", "NAME", "KIND", "AGE", "MEM_MIB", "VCPUS",
+		       "USED_MIB", "IMAGE");
 	if (rund_template_foreach(list_one, list_bad, arr, &err)) {
 		fprintf(stderr, "rund-helper template list: %s\n", err.msg);
 		json_object_put(arr);

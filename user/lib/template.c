@@ -22,6 +22,7 @@
 #include <linux/magic.h>
 
 #include "agent.h"
+#include "prepatch.h"
 #include "template.h"
 #include "util.h"
 
@@ -40,6 +41,22 @@ static int64_t now_ns(clockid_t clk)
 static double ms_since(int64_t start_ns)
 {
 	return (double)(now_ns(CLOCK_MONOTONIC) - start_ns) / 1e6;
+}
+
+const char *rund_template_kind_name(enum rund_template_kind kind)
+{
+	return kind == RUND_TEMPLATE_PREBOOT ? "preboot" : "snapshot";
+}
+
+int rund_template_kind_parse(const char *name, enum rund_template_kind *kind)
+{
+	if (!strcmp(name, "snapshot"))
+		*kind = RUND_TEMPLATE_SNAPSHOT;
+	else if (!strcmp(name, "preboot"))
+		*kind = RUND_TEMPLATE_PREBOOT;
+	else
+		return -EINVAL;
+	return 0;
 }
 
 int rund_template_name_check(const char *name, struct rund_error *err)
@@ -164,7 +181,7 @@ static int resolve_exe(const char *name, char *out, size_t size)
 	return -ENOENT;
 }
 
-int rund_template_match_fill(struct rund_template_match *m,
+int rund_template_match_fill(struct rund_template_match *m, enum rund_template_kind kind,
 			     const struct rund_template_want *want, struct rund_error *err)
 {
 	enum rund_accel accel;
@@ -184,6 +201,9 @@ int rund_template_match_fill(struct rund_template_match *m,
 		return ret;
 
 	snprintf(m->kernel, sizeof(m->kernel), "%s", want->kernel);
+	ret = file_id_get(want->kernel, &m->kernel_id, err);
+	if (ret)
+		return ret;
 	ret = kernel_build_id(want->kernel, m->kernel_build_id, sizeof(m->kernel_build_id), err);
 	if (ret)
 		return ret;
@@ -196,7 +216,8 @@ int rund_template_match_fill(struct rund_template_match *m,
 	if (ret)
 		return ret;
 
-	rund_vm_cmdline(accel, true, m->cmdline, sizeof(m->cmdline));
+	/* A pre-boot clone boots as a cold boot does, with the agent's normal path. */
+	rund_vm_cmdline(accel, kind == RUND_TEMPLATE_SNAPSHOT, m->cmdline, sizeof(m->cmdline));
 	m->vcpus = want->vcpus;
 	m->memory_mib = want->memory_mib;
 	snprintf(m->devices, sizeof(m->devices), "%s", RUND_VM_DEVICE_LAYOUT);
@@ -224,8 +245,12 @@ static json_object *template_json(const struct rund_template *t)
 	json_object *o = json_object_new_object();
 	json_object *mo = json_object_new_object();
 
-	json_object_object_add(o, "format", json_object_new_int(RUND_TEMPLATE_FORMAT));
+	json_object_object_add(o, "format",
+			       json_object_new_int(t->kind == RUND_TEMPLATE_SNAPSHOT ?
+						   RUND_TEMPLATE_FORMAT_SNAPSHOT :
+						   RUND_TEMPLATE_FORMAT));
 	json_object_object_add(o, "name", json_object_new_string(t->name));
+	json_object_object_add(o, "kind", json_object_new_string(rund_template_kind_name(t->kind)));
 	json_object_object_add(o, "memory_path", json_object_new_string(t->memory_path));
 	json_object_object_add(o, "layer_image", json_object_new_string(t->layer_image));
 	json_object_object_add(o, "created_ns", json_object_new_int64(t->created_ns));
@@ -239,6 +264,7 @@ static json_object *template_json(const struct rund_template *t)
 	json_object_object_add(mo, "qemu_version", json_object_new_string(m->qemu_version));
 	json_object_object_add(mo, "accel", json_object_new_string(m->accel));
 	json_object_object_add(mo, "kernel", json_object_new_string(m->kernel));
+	json_object_object_add(mo, "kernel_file", file_id_json(&m->kernel_id));
 	json_object_object_add(mo, "kernel_build_id", json_object_new_string(m->kernel_build_id));
 	json_object_object_add(mo, "initrd", json_object_new_string(m->initrd));
 	json_object_object_add(mo, "initrd_file", file_id_json(&m->initrd_id));
@@ -309,8 +335,9 @@ int rund_template_load(const char *name, struct rund_template *t, struct rund_er
 {
 	struct json_reader r = { 0 };
 	struct rund_template_match *m = &t->match;
-	char path[PATH_MAX];
-	json_object *mo;
+	char path[PATH_MAX], kind[16];
+	json_object *mo, *v;
+	int64_t format;
 	int ret;
 
 	ret = rund_template_name_check(name, err);
@@ -328,11 +355,27 @@ int rund_template_load(const char *name, struct rund_template *t, struct rund_er
 		return rund_error_setx(err, EINVAL, "failed to parse %s: %s", path,
 				       json_util_get_last_err());
 
-	if (jint(&r, r.root, "format") != RUND_TEMPLATE_FORMAT) {
+	format = jint(&r, r.root, "format");
+	if (format < RUND_TEMPLATE_FORMAT_SNAPSHOT || format > RUND_TEMPLATE_FORMAT) {
 		json_object_put(r.root);
 		return rund_error_setx(err, ESTALE,
-				       "template '%s' has format %s, this rund reads format %d; delete and create it again",
-				       name, r.missing ? "(missing)" : "another", RUND_TEMPLATE_FORMAT);
+				       "template '%s' has format %s, this rund reads formats %d-%d; delete and create it again",
+				       name, r.missing ? "(missing)" : "another",
+				       RUND_TEMPLATE_FORMAT_SNAPSHOT, RUND_TEMPLATE_FORMAT);
+	}
+	/* Format 1 was written before pre-boot templates: no "kind" means a snapshot. */
+	if (format == RUND_TEMPLATE_FORMAT_SNAPSHOT &&
+	    !json_object_object_get_ex(r.root, "kind", NULL))
+		snprintf(kind, sizeof(kind), "snapshot");
+	else
+		jstr(&r, r.root, "kind", kind, sizeof(kind));
+	if (!r.missing && (rund_template_kind_parse(kind, &t->kind) ||
+			   (format == RUND_TEMPLATE_FORMAT_SNAPSHOT) !=
+			   (t->kind == RUND_TEMPLATE_SNAPSHOT))) {
+		json_object_put(r.root);
+		return rund_error_setx(err, EINVAL,
+				       "invalid %s: kind '%s' with format %" PRId64 "; delete the template and create it again",
+				       path, kind, format);
 	}
 	jstr(&r, r.root, "name", t->name, sizeof(t->name));
 	jstr(&r, r.root, "memory_path", t->memory_path, sizeof(t->memory_path));
@@ -349,6 +392,9 @@ int rund_template_load(const char *name, struct rund_template *t, struct rund_er
 	jstr(&r, mo, "qemu_version", m->qemu_version, sizeof(m->qemu_version));
 	jstr(&r, mo, "accel", m->accel, sizeof(m->accel));
 	jstr(&r, mo, "kernel", m->kernel, sizeof(m->kernel));
+	/* Written since pre-boot templates exist; a snapshot never compares it. */
+	if (json_object_object_get_ex(mo, "kernel_file", &v))
+		jfile(&r, mo, "kernel_file", &m->kernel_id);
 	jstr(&r, mo, "kernel_build_id", m->kernel_build_id, sizeof(m->kernel_build_id));
 	jstr(&r, mo, "initrd", m->initrd, sizeof(m->initrd));
 	jfile(&r, mo, "initrd_file", &m->initrd_id);
@@ -403,9 +449,14 @@ static int check_match(const struct rund_template *t, const struct rund_template
 	char fix[2 * PATH_MAX + 256];
 
 	/* The fix repeats this sandbox's settings, so that the new template matches it. */
-	snprintf(fix, sizeof(fix),
-		 "create it again with 'rund-helper template create --replace %s --memory %u --vcpus %u --image %s' or start with --no-template",
-		 t->name, now->memory_mib, now->vcpus, now->image);
+	if (t->kind == RUND_TEMPLATE_PREBOOT)
+		snprintf(fix, sizeof(fix),
+			 "create it again with 'rund-helper template create --replace %s --kind preboot --kernel %s --memory %u --vcpus %u --image %s' or start with --no-template",
+			 t->name, now->kernel, now->memory_mib, now->vcpus, now->image);
+	else
+		snprintf(fix, sizeof(fix),
+			 "create it again with 'rund-helper template create --replace %s --memory %u --vcpus %u --image %s' or start with --no-template",
+			 t->name, now->memory_mib, now->vcpus, now->image);
 
 	if (strcmp(now->accel, m->accel))
 		return MISMATCH("accelerator", "is %s here, the template was made under %s", now->accel,
@@ -416,6 +467,14 @@ static int check_match(const struct rund_template *t, const struct rund_template
 	if (strcmp(now->kernel_build_id, m->kernel_build_id))
 		return MISMATCH("guest kernel", "%s has build id %s, the template's %s has %s", now->kernel,
 				now->kernel_build_id, m->kernel, m->kernel_build_id);
+	/*
+	 * A pre-boot template holds the kernel file's bytes, and a pre-patched
+	 * image keeps the build id of the vmlinux it was made from.
+	 */
+	if (t->kind == RUND_TEMPLATE_PREBOOT &&
+	    (strcmp(now->kernel, m->kernel) || !file_id_equal(&now->kernel_id, &m->kernel_id)))
+		return MISMATCH("guest kernel", "%s is not the file %s the template has loaded",
+				now->kernel, m->kernel);
 	if (strcmp(now->initrd, m->initrd) || !file_id_equal(&now->initrd_id, &m->initrd_id))
 		return MISMATCH("agent initramfs", "%s differs from %s", now->initrd, m->initrd);
 	if (strcmp(now->cmdline, m->cmdline))
@@ -451,7 +510,15 @@ int rund_template_check(const struct rund_template *t, const struct rund_templat
 
 	if (!now)
 		return rund_error_setx(err, ENOMEM, "out of memory");
-	ret = rund_template_match_fill(now, want, err);
+	ret = rund_template_match_fill(now, t->kind, want, err);
+	/*
+	 * A pre-boot clone runs the kernel's text as the template loaded it:
+	 * refuse a pre-patched kernel for another launch as a cold boot would,
+	 * with the same message.
+	 */
+	if (!ret && t->kind == RUND_TEMPLATE_PREBOOT)
+		ret = rund_prepatch_check(t->match.kernel, now->accel, "default", want->vcpus,
+					  now->cmdline, err);
 	if (!ret)
 		ret = check_match(t, now, err);
 	free(now);
@@ -461,19 +528,32 @@ int rund_template_check(const struct rund_template *t, const struct rund_templat
 static int visible(const struct dirent *d);
 
 struct find_ctx {
-	const struct rund_template_match *now;
+	const struct rund_template_match *now[2];	/* by kind */
+	unsigned int vcpus;
 	struct rund_template *best;
 	bool found;
 };
 
+/* Snapshot templates first, then the newest. */
+static bool find_better(const struct rund_template *t, const struct rund_template *best)
+{
+	if (t->kind != best->kind)
+		return t->kind == RUND_TEMPLATE_SNAPSHOT;
+	return t->created_ns > best->created_ns;
+}
+
 static int find_one(const struct rund_template *t, void *arg)
 {
 	struct find_ctx *c = arg;
+	const struct rund_template_match *now = c->now[t->kind];
 	struct rund_error e = { 0 };
 
-	if (check_match(t, c->now, &e))
+	if (check_match(t, now, &e))
 		return 0;
-	if (!c->found || t->created_ns > c->best->created_ns) {
+	if (t->kind == RUND_TEMPLATE_PREBOOT &&
+	    rund_prepatch_check(t->match.kernel, now->accel, "default", c->vcpus, now->cmdline, &e))
+		return 0;
+	if (!c->found || find_better(t, c->best)) {
 		*c->best = *t;
 		c->found = true;
 	}
@@ -483,9 +563,10 @@ static int find_one(const struct rund_template *t, void *arg)
 int rund_template_find(const struct rund_template_want *want, struct rund_template *tmpl,
 		       struct rund_error *err)
 {
-	struct find_ctx c = { .best = tmpl };
+	struct find_ctx c = { .best = tmpl, .vcpus = want->vcpus };
 	struct dirent **names = NULL;
 	struct rund_template_match *now;
+	enum rund_accel accel;
 	int n, ret;
 
 	/* Most nodes have no template: skip collecting the match then. */
@@ -498,11 +579,18 @@ int rund_template_find(const struct rund_template_want *want, struct rund_templa
 		free(names[--n]);
 	free(names);
 
-	now = malloc(sizeof(*now));
+	now = malloc(2 * sizeof(*now));
 	if (!now)
 		return rund_error_setx(err, ENOMEM, "out of memory");
-	ret = rund_template_match_fill(now, want, err);
-	c.now = now;
+	ret = rund_template_match_fill(&now[RUND_TEMPLATE_SNAPSHOT], RUND_TEMPLATE_SNAPSHOT, want,
+				       err);
+	/* The kinds differ only in the guest command line. */
+	now[RUND_TEMPLATE_PREBOOT] = now[RUND_TEMPLATE_SNAPSHOT];
+	accel = strcmp(now->accel, "kvm") ? RUND_ACCEL_TCG : RUND_ACCEL_KVM;
+	rund_vm_cmdline(accel, false, now[RUND_TEMPLATE_PREBOOT].cmdline,
+			sizeof(now[RUND_TEMPLATE_PREBOOT].cmdline));
+	c.now[RUND_TEMPLATE_SNAPSHOT] = &now[RUND_TEMPLATE_SNAPSHOT];
+	c.now[RUND_TEMPLATE_PREBOOT] = &now[RUND_TEMPLATE_PREBOOT];
 	if (ret) {
 		/* For example a bzImage kernel: no template can match, a cold boot still may. */
 		free(now);
@@ -949,17 +1037,24 @@ static int boot_and_save(struct create_run *c, struct rund_template *t, int stat
 	if (ret)
 		return ret;
 
-	ret = wait_ready(c, (int)o->timeout_s * 1000, err);
-	if (ret)
-		return ret;
-	t->boot_ms = ms_since(t0);
-	if (o->settle_s)
-		settle(c, o->settle_s);
-
 	t1 = now_ns(CLOCK_MONOTONIC);
-	ret = qmp_simple(&c->qmp, "stop", NULL, CREATE_QMP_TIMEOUT_MS, NULL, err);
-	if (ret)
-		return ret;
+	if (t->kind == RUND_TEMPLATE_SNAPSHOT) {
+		ret = wait_ready(c, (int)o->timeout_s * 1000, err);
+		if (ret)
+			return ret;
+		t->boot_ms = ms_since(t0);
+		if (o->settle_s)
+			settle(c, o->settle_s);
+
+		t1 = now_ns(CLOCK_MONOTONIC);
+		ret = qmp_simple(&c->qmp, "stop", NULL, CREATE_QMP_TIMEOUT_MS, NULL, err);
+		if (ret)
+			return ret;
+	}
+	/*
+	 * A pre-boot guest was started with -S: the machine reset has copied the
+	 * kernel into the shared memory file, and no vCPU has run.
+	 */
 	t->created_ns = now_ns(CLOCK_REALTIME);
 	ret = set_ignore_shared(&c->qmp, err);
 	if (ret)
@@ -999,10 +1094,11 @@ int rund_template_create(const struct rund_template_create_opts *o, struct rund_
 	if (stat(o->layer_image, &st))
 		return rund_error_set(err, errno, "failed to stat layer image %s", o->layer_image);
 	want.layer_size = (uint64_t)st.st_size;
-	ret = rund_template_match_fill(&t->match, &want, err);
+	ret = rund_template_match_fill(&t->match, o->kind, &want, err);
 	if (ret)
 		return ret;
 	snprintf(t->name, sizeof(t->name), "%s", o->name);
+	t->kind = o->kind;
 	snprintf(t->layer_image, sizeof(t->layer_image), "%s", o->layer_image);
 	snprintf(t->dir, sizeof(t->dir), "%s/%s", RUND_TEMPLATE_DIR, o->name);
 
@@ -1064,7 +1160,9 @@ int rund_template_create(const struct rund_template_create_opts *o, struct rund_
 	cfg.cgroup_fd = -1;
 	cfg.memory_path = t->memory_path;
 	cfg.memory_share = true;
-	cfg.template_guest = true;
+	/* A pre-boot template never runs: its clones boot with the normal command line. */
+	cfg.template_guest = o->kind == RUND_TEMPLATE_SNAPSHOT;
+	cfg.start_paused = o->kind == RUND_TEMPLATE_PREBOOT;
 	cfg.layer_placeholder = want.layer_size;
 	ret = rund_vm_start(&cfg, &c.vm, err);
 	if (ret)
@@ -1185,7 +1283,7 @@ int rund_template_restore(const struct rund_template *t, struct rund_qmp *q, int
 		rund_error_prefix(err, "failed to restore template '%s': ", t->name);
 		return ret;
 	}
-	/* The template was stopped before it was saved, so the clone starts paused. */
+	/* The template was stopped, or never started, so the clone starts paused. */
 	ret = qmp_simple(q, "cont", NULL, timeout_ms, NULL, err);
 	if (ret)
 		return ret;

@@ -1,7 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * VM templates: a guest booted once to the agent's ready point and saved,
- * so that sandboxes start by restoring it instead of booting.
+ * VM templates: a guest saved once, so that sandboxes start by restoring it.
+ * A snapshot template holds a guest booted to the agent's ready point, and a
+ * clone resumes it there. A pre-boot template holds guest RAM with the kernel
+ * loaded and no instruction run, and a clone boots it from its reset vector
+ * with its own clock and entropy while sharing the kernel's pages (most
+ * useful with a pre-patched kernel, prepatch.h).
  *
  * A template contains the guest RAM as a file on tmpfs (memory-backend-file,
  * share=on while it is made) and the device state written by QEMU's
@@ -13,8 +17,7 @@
  * backend, and the agent mounts the clone's own layer after the restore.
  *
  * NOTE: every clone starts its own QEMU on demand; there is no pool of
- * pre-started VMMs yet. Pre-boot templates (pre-patched kernel loaded before
- * the first instruction) exist only in guest/rund-prepatch.py, not here.
+ * pre-started VMMs yet.
  *
  * Layout: RUND_TEMPLATE_DIR/<name>/template.json (what a clone must match)
  * and state (device state); the memory file is RUND_TEMPLATE_MEMORY_DIR/
@@ -36,7 +39,23 @@
 #define RUND_TEMPLATE_DIR "/var/lib/rund/templates"
 #define RUND_TEMPLATE_MEMORY_DIR "/dev/shm/rund/templates"
 #define RUND_TEMPLATE_NAME_MAX 64
-#define RUND_TEMPLATE_FORMAT 1
+/*
+ * template.json format: 1 for snapshot templates, which older rund versions
+ * read too ("kind" absent means a snapshot), 2 for pre-boot templates, which
+ * older versions must refuse rather than restore as a snapshot.
+ */
+#define RUND_TEMPLATE_FORMAT_SNAPSHOT 1
+#define RUND_TEMPLATE_FORMAT 2
+
+enum rund_template_kind {
+	RUND_TEMPLATE_SNAPSHOT,		/* booted to the agent's ready point */
+	RUND_TEMPLATE_PREBOOT,		/* kernel loaded, not started */
+};
+
+/* "snapshot" or "preboot". */
+const char *rund_template_kind_name(enum rund_template_kind kind);
+/* Parse a kind name; -EINVAL for anything else. */
+int rund_template_kind_parse(const char *name, enum rund_template_kind *kind);
 
 /* Identity of a file as stat(2) reports it: a change means other content. */
 struct rund_file_id {
@@ -56,6 +75,7 @@ struct rund_template_match {
 	char qemu_version[64];		/* from query-version */
 	char accel[8];			/* "tcg" or "kvm" */
 	char kernel[PATH_MAX];
+	struct rund_file_id kernel_id;	/* compared for pre-boot templates only */
 	char kernel_build_id[64];	/* hex NT_GNU_BUILD_ID of the vmlinux */
 	char initrd[PATH_MAX];
 	struct rund_file_id initrd_id;
@@ -72,12 +92,13 @@ struct rund_template_match {
 
 struct rund_template {
 	char name[RUND_TEMPLATE_NAME_MAX + 1];
+	enum rund_template_kind kind;
 	char dir[PATH_MAX];
 	char memory_path[PATH_MAX];
 	char state_path[PATH_MAX];
 	char layer_image[PATH_MAX];	/* image whose clones the template expects */
 	int64_t created_ns;		/* CLOCK_REALTIME at the snapshot */
-	double boot_ms;			/* launch to the agent's READY */
+	double boot_ms;			/* launch to the agent's READY, 0 for pre-boot */
 	double save_ms;			/* stop to migration completed */
 	uint64_t state_bytes;
 	uint64_t memory_bytes;		/* tmpfs blocks the memory file uses */
@@ -87,6 +108,7 @@ struct rund_template {
 /* Options of rund_template_create(). */
 struct rund_template_create_opts {
 	const char *name;
+	enum rund_template_kind kind;
 	const char *image;		/* read-only EROFS image */
 	const char *layer_image;	/* writable-layer image: only its size is used */
 	const char *kernel;
@@ -94,7 +116,7 @@ struct rund_template_create_opts {
 	unsigned int memory_mib;
 	unsigned int vcpus;
 	unsigned int timeout_s;		/* boot deadline */
-	unsigned int settle_s;		/* keep running this long at the ready point before saving */
+	unsigned int settle_s;		/* snapshot: keep running this long at the ready point */
 	bool replace;			/* delete a template of the same name first */
 	int console_fd;			/* guest console copy, -1: dropped */
 };
@@ -103,9 +125,12 @@ struct rund_template_create_opts {
 int rund_template_name_check(const char *name, struct rund_error *err);
 
 /*
- * Boot a guest to the agent's ready point with its RAM in a new memory file
- * on tmpfs, save its device state with x-ignore-shared, stop QEMU and
- * publish the template under opts->name. Fails with -EEXIST when the name is
+ * Boot a guest to the agent's ready point (a snapshot), or only load its
+ * kernel and stop before the first instruction (pre-boot), with its RAM in a
+ * new memory file on tmpfs, save its device state with x-ignore-shared, stop
+ * QEMU and publish the template under opts->name. A pre-boot template of a
+ * pre-patched kernel is refused like a cold boot when the kernel was patched
+ * for another CPU model or vCPU count. Fails with -EEXIST when the name is
  * taken (unless opts->replace), -EOPNOTSUPP when QEMU lacks x-ignore-shared
  * or the memory backend is not a shared, named file. Nothing is left behind
  * on failure.
@@ -145,16 +170,19 @@ struct rund_template_want {
  * Compare a template with the sandbox described by want on this host: QEMU
  * binary and version, accelerator, kernel build id, initramfs, command line,
  * vCPUs, memory, device layout, TSC frequency, read-only image and layer
- * size. Returns 0, or -ESTALE with a message naming the first difference
- * and the fix. The vCPU model is checked after QEMU starts, in
+ * size; for a pre-boot template also the kernel file, whose bytes are in the
+ * memory file, and its pre-patch record (-EINVAL as from a cold boot).
+ * Returns 0, or -ESTALE with a message naming the first difference and the
+ * fix. The vCPU model is checked after QEMU starts, in
  * rund_template_restore().
  */
 int rund_template_check(const struct rund_template *tmpl,
 			const struct rund_template_want *want, struct rund_error *err);
 
 /*
- * Find a template that rund_template_check() accepts for want, preferring the
- * newest. Returns 0 with it in *tmpl, or -ENOENT.
+ * Find a template that rund_template_check() accepts for want: the newest
+ * snapshot template, or when none matches, the newest pre-boot template.
+ * Returns 0 with it in *tmpl, or -ENOENT.
  */
 int rund_template_find(const struct rund_template_want *want,
 		       struct rund_template *tmpl, struct rund_error *err);
@@ -162,9 +190,12 @@ int rund_template_find(const struct rund_template_want *want,
 /*
  * Restore a clone in the QEMU process started with rund_vm_start() from the
  * template's configuration (cfg->memory_path = tmpl->memory_path,
- * memory_share false, incoming true): check x-ignore-shared and the vCPU
- * model, load the device state and resume the guest. q is connected to the
- * QEMU's QMP socket. Timing in *restore_ms (may be NULL).
+ * memory_share false, incoming true, and for a pre-boot template boot_files
+ * with the template's kernel and initramfs): check x-ignore-shared and the
+ * vCPU model, load the device state and resume the guest. A snapshot clone
+ * then waits for rund_template_personalize(); a pre-boot clone boots as a
+ * cold boot does and sends READY. q is connected to the QEMU's QMP socket.
+ * Timing in *restore_ms (may be NULL).
  */
 int rund_template_restore(const struct rund_template *tmpl, struct rund_qmp *q,
 			  int timeout_ms, double *restore_ms, struct rund_error *err);
@@ -185,8 +216,11 @@ int rund_template_send_identity(int agent_fd, const char *sandbox_id, const char
 int rund_template_wait_ack(int agent_fd, const char *what, int timeout_ms,
 			   struct rund_error *err);
 
-/* Fill the host-side fields of m that do not need a running QEMU. */
-int rund_template_match_fill(struct rund_template_match *m,
+/*
+ * Fill the host-side fields of m that do not need a running QEMU, with the
+ * guest command line of a template of kind.
+ */
+int rund_template_match_fill(struct rund_template_match *m, enum rund_template_kind kind,
 			     const struct rund_template_want *want, struct rund_error *err);
 
 #endif /* RUND_TEMPLATE_H */

@@ -486,7 +486,7 @@ int rund_vm_start(const struct rund_vm_config *cfg, struct rund_vm *vm, struct r
 	vm->qemu = vm->accel == RUND_ACCEL_KVM ? RUND_QEMU_MICROVM : RUND_QEMU_FULL;
 
 	rund_vm_cmdline(vm->accel, cfg->template_guest, cmdline, sizeof(cmdline));
-	if (!cfg->incoming) {
+	if (!cfg->incoming || cfg->boot_files) {
 		/* QEMU picks the vCPU model: no -cpu below. */
 		ret = rund_prepatch_check(cfg->kernel, rund_accel_name(vm->accel), "default",
 					  cfg->vcpus, cmdline, err);
@@ -525,10 +525,13 @@ int rund_vm_start(const struct rund_vm_config *cfg, struct rund_vm *vm, struct r
 		arg_add(&a, "memory-backend=ram");
 	}
 	if (cfg->incoming) {
-		/* The kernel and its command line are in the restored RAM already. */
+		/* A snapshot's kernel and command line are in the restored RAM already. */
 		arg_add(&a, "-incoming");
 		arg_add(&a, "defer");
-	} else {
+	}
+	if (cfg->start_paused)
+		arg_add(&a, "-S");
+	if (!cfg->incoming || cfg->boot_files) {
 		arg_add(&a, "-kernel");
 		arg_add(&a, "%s", cfg->kernel);
 		arg_add(&a, "-initrd");

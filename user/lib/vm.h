@@ -91,6 +91,13 @@ struct rund_vm_config {
 	bool incoming;			/* -incoming defer: wait for migrate-incoming */
 	bool template_guest;		/* rund.template=1: agent stops at its ready point */
 	unsigned long long layer_placeholder;	/* >0: null-co layer of this size, no layer_fd */
+	/*
+	 * Pre-boot templates: pass -kernel, -initrd and -append with incoming
+	 * too (the firmware reads them through fw_cfg when the clone boots),
+	 * and start_paused (-S) stops the VM before its first instruction.
+	 */
+	bool boot_files;
+	bool start_paused;
 };
 
 /* Guest devices in bus order; a template and its clones must agree on it. */
