@@ -4,7 +4,9 @@
 # stock kernel and with the image, with and without the skips. Kernel text is
 # byte-identical after a pre-patched and a normal boot, pre-boot template
 # clones share their text, and a launch that does not match the image is
-# refused. TAP output; exit 0 pass, 1 fail.
+# refused. Pre-boot templates made by `rund-helper template create --kind
+# preboot` boot fresh clones that share the image. TAP output; exit 0 pass,
+# 1 fail.
 #
 # RUND_KERNEL names the guest kernel (default: the installed one, or the
 # build's when the installed one predates the patches in patches/).
@@ -19,8 +21,16 @@ export RUND_INITRD=${RUND_INITRD:-$STATE/kernel/initramfs.cpio}
 PATCH_LOG='boot-time text patching'
 TMP=$(mktemp -d /tmp/rund-test-prepatch.XXXXXX)
 MEMDIR=/dev/shm/rund-test-prepatch-$$
+# rund-helper templates of this run
+P=preboot-test-$$
+S=preboot-test-snap-$$
+OLD=preboot-test-old-$$
 
 cleanup() {
+	local t
+	for t in "$P" "$P-2" "$S" "$OLD"; do
+		"$HELPER" template delete "$t" >/dev/null 2>&1
+	done
 	rm -rf "$TMP" "$MEMDIR"
 }
 trap cleanup EXIT
@@ -209,6 +219,149 @@ done <"$TMP/py.out"
 if [ "$rc" != 0 ] || [ "$nchecks" -lt 7 ]; then
 	not_ok "text and clone checks completed" "python exit $rc, $nchecks of at least 7 checks ran"
 fi
+
+# 5. Pre-boot templates made by rund-helper from the 1-vCPU image: clones
+# boot fresh from the template's memory file, share its pages, and keep the
+# pre-patch launch check at create and clone time.
+fcmp() { awk "BEGIN { exit !(($1) $2 ($3)) }"; }
+check() {
+	local name=$1
+	shift
+	if "$@"; then ok "$name"; else not_ok "$name" "$why"; fi
+	why=
+}
+why=
+export RUND_KERNEL=$TMP/vmlinux.pp1
+if ! "$HELPER" template create "$P" --kind preboot --json >"$TMP/pb.json" 2>"$TMP/pb.err"; then
+	not_ok "template create --kind preboot" "$(cat "$TMP/pb.err")"
+else
+	ok "template create --kind preboot"
+	MEM=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["memory_path"])' "$TMP/pb.json")
+	sum_before=$(sha256sum "$MEM" | cut -d' ' -f1)
+	"$HELPER" template list >"$TMP/pb.list" 2>&1
+	why=$(cat "$TMP/pb.list")
+	check "template list shows the kind" grep -Eq "^$P +preboot " "$TMP/pb.list"
+	"$HELPER" template show "$P" >"$TMP/pb.show" 2>&1
+	"$HELPER" template show "$P" --json >"$TMP/pb.show.json" 2>&1
+	why=$(cat "$TMP/pb.show" "$TMP/pb.show.json")
+	check "template show shows the kind and usable" eval 'grep -q "^kind: *preboot$" "$TMP/pb.show" &&
+		grep -q "\"kind\": *\"preboot\"" "$TMP/pb.show.json" && grep -q "\"usable\": *true" "$TMP/pb.show.json"'
+
+	# Two clones at once, each printing uptime, urandom bytes, boot id and
+	# sandbox id, then sleeping while their QEMU processes are inspected.
+	probe='cat /proc/uptime; head -c 32 /dev/urandom | od -An -tx1 | tr -d " \n"; echo; cat /proc/sys/kernel/random/boot_id; echo "$RUND_SANDBOX_ID"; sleep 3; exit 7'
+	for c in a b; do
+		(date +%s.%N >"$TMP/pb-$c.t0"
+		 timeout 120 "$HELPER" run --template "$P" --json-fd 3 -- sh -c "$probe" \
+			>"$TMP/pb-$c" 2>"$TMP/pb-$c.err" 3>"$TMP/pb-$c.json"
+		 echo $? >"$TMP/pb-$c.rc"
+		 date +%s.%N >"$TMP/pb-$c.t1") &
+	done
+	pids=
+	for _ in $(seq 1 100); do
+		sleep 0.1
+		pids=$(grep -l "$MEM" /proc/[0-9]*/maps 2>/dev/null | cut -d/ -f3)
+		[ "$(echo "$pids" | wc -w)" -ge 2 ] && break
+	done
+	# Wait until both guests run their function, then read their mappings.
+	for _ in $(seq 1 100); do
+		[ -s "$TMP/pb-a" ] && [ -s "$TMP/pb-b" ] && break
+		sleep 0.1
+	done
+	shared_kb=$(for p in $pids; do
+		awk -v m="$MEM" '$0 ~ "^[0-9a-f]+-" { inmap = index($0, m) > 0 } inmap && /^Shared_(Clean|Dirty):/ { s += $2 } END { print s + 0 }' "/proc/$p/smaps"
+	done | sort -n | head -1)
+	python3 - "$TOOL" "$KERNEL" "$MEM" $pids >"$TMP/pb-pages" 2>&1 <<'PY'
+import importlib.util, sys
+
+spec = importlib.util.spec_from_file_location("pp", sys.argv[1])
+pp = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(pp)
+ranges = pp.kernel_ranges(sys.argv[2])
+for pid in sys.argv[4:]:
+    print(pp.ram_pages(int(pid), sys.argv[3], ranges)["text"])
+PY
+	wait
+	why="QEMU processes mapping $MEM: '$pids'; least shared ${shared_kb:-none} kB"
+	check "pre-boot clones share the template's pages" eval '[ "$(echo $pids | wc -w)" -ge 2 ] && fcmp "${shared_kb:-0}" ">" 1024'
+	why="private kernel text pages per clone: $(tr '\n' ' ' <"$TMP/pb-pages")"
+	check "pre-boot clones of the pre-patched image keep their text shared" \
+		eval '[ "$(grep -c "^0$" "$TMP/pb-pages")" -ge 2 ] && [ "$(grep -vc "^0$" "$TMP/pb-pages")" = 0 ]'
+	for c in a b; do
+		up=$(sed -n 1p "$TMP/pb-$c" | cut -d' ' -f1)
+		why="exit $(cat "$TMP/pb-$c.rc"): $(cat "$TMP/pb-$c" "$TMP/pb-$c.err" | head -8)"
+		check "pre-boot clone $c runs the function and returns its status" \
+			eval '[ "$(cat "$TMP/pb-$c.rc")" = 7 ] && [ "$(wc -l <"$TMP/pb-$c")" = 4 ]'
+		why="json: $(cat "$TMP/pb-$c.json")"
+		check "pre-boot clone $c started from the template" grep -q "\"template\":\"$P\"" "$TMP/pb-$c.json"
+		why="uptime ${up:-none} s, launch to end $(awk "BEGIN { print $(cat "$TMP/pb-$c.t1") - $(cat "$TMP/pb-$c.t0") }") s"
+		check "pre-boot clone $c booted in this run" fcmp "${up:-999999}" "<" "$(cat "$TMP/pb-$c.t1") - $(cat "$TMP/pb-$c.t0")"
+		id=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["sandbox_id"])' "$TMP/pb-$c.json" 2>/dev/null)
+		why="function saw '$(sed -n 4p "$TMP/pb-$c")', sandbox id '$id'"
+		check "pre-boot clone $c has its own sandbox id" test -n "$id" -a "$(sed -n 4p "$TMP/pb-$c")" = "$id"
+	done
+	rnd_a=$(sed -n 2p "$TMP/pb-a"); rnd_b=$(sed -n 2p "$TMP/pb-b")
+	why="a: '$rnd_a' b: '$rnd_b'"
+	check "pre-boot clones read different /dev/urandom bytes" test ${#rnd_a} = 64 -a "$rnd_a" != "$rnd_b"
+	bid_a=$(sed -n 3p "$TMP/pb-a"); bid_b=$(sed -n 3p "$TMP/pb-b")
+	why="a: '$bid_a' b: '$bid_b'"
+	check "pre-boot clones have different boot ids" test -n "$bid_a" -a "$bid_a" != "$bid_b"
+	why="sha256 before $sum_before, after $(sha256sum "$MEM" | cut -d' ' -f1)"
+	check "pre-boot memory file unchanged after clones ran" test "$(sha256sum "$MEM" | cut -d' ' -f1)" = "$sum_before"
+
+	# The pre-patch check at clone time: vCPU count and CPU model.
+	refused "pre-boot clone with another vCPU count refused" "this launch has 2 vCPU" \
+		"$HELPER" run --template "$P" --vcpus 2 --
+	cp "$TMP/vmlinux.pp1.prepatch" "$TMP/saved.prepatch"
+	sed -i 's/^cpu=default$/cpu=host/' "$TMP/vmlinux.pp1.prepatch"
+	refused "pre-boot clone with another CPU model refused" "CPU model host" \
+		"$HELPER" run --template "$P" --
+	cp "$TMP/saved.prepatch" "$TMP/vmlinux.pp1.prepatch"
+
+	# Without --template a pre-boot template is used when it is the only
+	# match, and a matching snapshot template is preferred.
+	"$HELPER" run --json-fd 3 -- true 2>"$TMP/pb-def.err" 3>"$TMP/pb-def.json"
+	why="$(cat "$TMP/pb-def.json" "$TMP/pb-def.err")"
+	check "start without --template boots the only matching pre-boot template" \
+		grep -q "\"template\":\"$P\"" "$TMP/pb-def.json"
+	if "$HELPER" template create "$S" >/dev/null 2>"$TMP/pb-s.err"; then
+		"$HELPER" run --json-fd 3 -- true 2>"$TMP/pb-def2.err" 3>"$TMP/pb-def2.json"
+		why="$(cat "$TMP/pb-def2.json" "$TMP/pb-def2.err")"
+		check "start without --template prefers a matching snapshot template" \
+			grep -q "\"template\":\"$S\"" "$TMP/pb-def2.json"
+	else
+		not_ok "snapshot template create for the preference test" "$(cat "$TMP/pb-s.err")"
+	fi
+	"$HELPER" template delete "$S" >/dev/null 2>&1
+fi
+"$HELPER" template create "$P-2" --kind preboot --vcpus 2 >/dev/null 2>"$TMP/pb2.err"
+rc=$?
+why="exit $rc: $(cat "$TMP/pb2.err")"
+check "pre-boot template create with another vCPU count refused" \
+	eval '[ $rc = 125 ] && grep -q "pre-patched for.*this launch has 2 vCPU" "$TMP/pb2.err" && [ ! -e "/var/lib/rund/templates/$P-2" ]'
+
+# A template.json written before pre-boot templates (format 1, no "kind")
+# loads as a snapshot template.
+mkdir -p "/var/lib/rund/templates/$OLD"
+python3 - "$TMP/pb.json" "/var/lib/rund/templates/$OLD/template.json" "$OLD" <<'PY'
+import json, sys
+
+t = json.load(open(sys.argv[1]))
+for key in ("kind", "state_path"):
+    t.pop(key, None)
+t["match"].pop("kernel_file", None)
+t.update(format=1, name=sys.argv[3], memory_path="/dev/shm/rund/templates/missing.mem")
+json.dump(t, open(sys.argv[2], "w"), indent=1)
+PY
+"$HELPER" template show "$OLD" >"$TMP/old.show" 2>&1
+why=$(cat "$TMP/old.show")
+check "format 1 template.json without kind loads as a snapshot" grep -q "^kind: *snapshot$" "$TMP/old.show"
+"$HELPER" template list >"$TMP/old.list" 2>&1
+why=$(cat "$TMP/old.list")
+check "template list shows it as a snapshot" grep -Eq "^$OLD +snapshot " "$TMP/old.list"
+"$HELPER" template delete "$OLD" >/dev/null 2>&1
+"$HELPER" template delete "$P" >/dev/null 2>&1
+unset RUND_KERNEL
 
 echo "1..$ntest"
 [ "$nfail" = 0 ]
