@@ -200,7 +200,9 @@ int rund_template_match_fill(struct rund_template_match *m, enum rund_template_k
 	if (ret)
 		return ret;
 
-	snprintf(m->kernel, sizeof(m->kernel), "%s", want->kernel);
+	/* An absolute path, so that the same file given another way still matches. */
+	if (!realpath(want->kernel, m->kernel))
+		snprintf(m->kernel, sizeof(m->kernel), "%s", want->kernel);
 	ret = file_id_get(want->kernel, &m->kernel_id, err);
 	if (ret)
 		return ret;
@@ -468,12 +470,14 @@ static int check_match(const struct rund_template *t, const struct rund_template
 		return MISMATCH("guest kernel", "%s has build id %s, the template's %s has %s", now->kernel,
 				now->kernel_build_id, m->kernel, m->kernel_build_id);
 	/*
-	 * A pre-boot template holds the kernel file's bytes, and a pre-patched
-	 * image keeps the build id of the vmlinux it was made from.
+	 * A pre-patched image keeps the build id of the vmlinux it was made
+	 * from, and is valid for one launch configuration: a sandbox asking for
+	 * it must not get a template of the other file. A pre-boot template
+	 * also holds the file's bytes, so the file must not have changed.
 	 */
-	if (t->kind == RUND_TEMPLATE_PREBOOT &&
-	    (strcmp(now->kernel, m->kernel) || !file_id_equal(&now->kernel_id, &m->kernel_id)))
-		return MISMATCH("guest kernel", "%s is not the file %s the template has loaded",
+	if (strcmp(now->kernel, m->kernel) ||
+	    (t->kind == RUND_TEMPLATE_PREBOOT && !file_id_equal(&now->kernel_id, &m->kernel_id)))
+		return MISMATCH("guest kernel", "%s is not the file %s the template was made with",
 				now->kernel, m->kernel);
 	if (strcmp(now->initrd, m->initrd) || !file_id_equal(&now->initrd_id, &m->initrd_id))
 		return MISMATCH("agent initramfs", "%s differs from %s", now->initrd, m->initrd);
