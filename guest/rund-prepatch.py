@@ -331,22 +331,25 @@ class Guest:
 # ------------------------------------------------------ pre-boot template --
 
 DEFAULT_IMAGE = "/var/lib/rund/images/debian.erofs"
-LAYER_PLACEHOLDER_BYTES = 64 << 20
+DEFAULT_LAYER_IMAGE = "/var/lib/rund/layers/debian.ext4"
+HELPER_IN_TREE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "build", "bin",
+                              "rund-helper")
 
 
 def sandbox_args(kernel, initrd, vcpus, cmdline, memory_mib, memory_path, share, image,
-                 agent_path, layer=None):
+                 agent_path, layer=None, layer_size=64 << 20):
     """Build the machine of rund_vm_start() with RAM in memory_path.
 
     The devices are those of rund-helper: the read-only image, the writable
     layer and the agent's port. Without a layer file the layer is a null-co
-    placeholder, as in a template guest (rund.template=1), whose agent
-    reaches its ready point without mounting a layer.
+    placeholder of layer_size bytes, as in a template guest
+    (rund.template=1), whose agent reaches its ready point without mounting
+    a layer.
     """
     if layer:
         layer_node = f"driver=file,node-name=layer-file,filename={layer},locking=off"
     else:
-        layer_node = (f"driver=null-co,node-name=layer-file,size={LAYER_PLACEHOLDER_BYTES},"
+        layer_node = (f"driver=null-co,node-name=layer-file,size={layer_size},"
                       "read-zeroes=on")
     return qemu_base_args(vcpus, memory_mib) + [
         "-object", f"memory-backend-file,id=ram,size={memory_mib}M,mem-path={memory_path},"
@@ -364,52 +367,46 @@ def sandbox_args(kernel, initrd, vcpus, cmdline, memory_mib, memory_path, share,
         "-device", "virtserialport,chardev=agent,name=rund.agent"]
 
 
-def wait_migration(qmp, timeout):
-    deadline = time.monotonic() + timeout
-    while True:
-        st = qmp.cmd("query-migrate").get("status", "")
-        if st == "completed":
-            return
-        if st in ("failed", "cancelled"):
-            raise Failure(f"migration {st}")
-        if time.monotonic() > deadline:
-            raise Failure(f"migration did not complete within {timeout} s")
-        time.sleep(0.01)
+def find_helper():
+    """rund-helper: $RUND_HELPER, the tree's build, or the one in PATH."""
+    for path in (os.environ.get("RUND_HELPER"), HELPER_IN_TREE, shutil.which("rund-helper")):
+        if path and os.access(path, os.X_OK):
+            return path
+    raise Failure("rund-helper not found; build it with 'make' or set RUND_HELPER")
 
 
-def template_create(tdir, memory_dir, kernel, initrd, vcpus, cmdline, memory_mib, image,
-                    timeout=60):
-    """Make a pre-boot template in tdir: RAM holding the loaded kernel, no boot.
+def template_create(name, kernel, initrd, vcpus, append, memory_mib, image=DEFAULT_IMAGE,
+                    layer_image=DEFAULT_LAYER_IMAGE, helper=None):
+    """Make a pre-boot template with `rund-helper template create --kind preboot`.
 
-    QEMU starts stopped (-S) with its RAM in a shared file on tmpfs, so the
-    ELF loader writes the kernel into the file. Migration with x-ignore-shared
-    then saves only the device state, with the vCPUs still at reset.
+    Its RAM holds the loaded kernel, and no vCPU has run. The guest command
+    line is the one rund-helper gives a cold boot under TCG plus append
+    (through RUND_KERNEL_APPEND), for example "rund.template=1" for clones
+    that stop at the template guest's ready point without a layer. Returns
+    what Clone needs; template_delete() removes it.
     """
-    os.makedirs(tdir, exist_ok=True)
-    os.makedirs(memory_dir, exist_ok=True)
-    name = os.path.basename(os.path.normpath(tdir))
-    memory_path = os.path.join(memory_dir, f"{name}.mem")
-    state_path = os.path.join(tdir, "state")
-    for path in (memory_path, state_path):
-        if os.path.exists(path):
-            os.unlink(path)
-    with tempfile.TemporaryDirectory(prefix="rund-prepatch.") as tmp:
-        args = sandbox_args(kernel, initrd, vcpus, cmdline, memory_mib, memory_path, True,
-                            image, os.path.join(tmp, "agent.sock")) + ["-S"]
-        g = Guest(args, tmp)
-        try:
-            g.qmp.cmd("migrate-set-capabilities",
-                      capabilities=[{"capability": "x-ignore-shared", "state": True}])
-            g.qmp.cmd("migrate", uri=f"exec:cat > {state_path}")
-            wait_migration(g.qmp, timeout)
-        finally:
-            g.kill()
-    meta = dict(kind="preboot", kernel=os.path.abspath(kernel), initrd=os.path.abspath(initrd),
-                vcpus=vcpus, cmdline=cmdline, memory_mib=memory_mib, image=image,
-                memory_path=memory_path, state_path=state_path)
-    with open(os.path.join(tdir, "template.json"), "w") as f:
-        json.dump(meta, f, indent=1)
-    return meta
+    helper = helper or find_helper()
+    env = dict(os.environ, RUND_ACCEL="tcg", RUND_KERNEL_APPEND=append or "")
+    out = subprocess.run([helper, "template", "create", name, "--kind", "preboot", "--replace",
+                          "--kernel", os.path.abspath(kernel),
+                          "--initrd", os.path.abspath(initrd), "--vcpus", str(vcpus),
+                          "--memory", str(memory_mib), "--image", image,
+                          "--layer", layer_image, "--json"],
+                         env=env, capture_output=True, text=True)
+    if out.returncode:
+        raise Failure(f"rund-helper template create {name} failed: {out.stderr.strip()}")
+    t = json.loads(out.stdout)
+    m = t["match"]
+    return dict(name=name, helper=helper, kind=t.get("kind"), kernel=m["kernel"],
+                initrd=m["initrd"], vcpus=m["vcpus"], cmdline=m["cmdline"],
+                memory_mib=m["memory_mib"], image=m["image"], layer_size=m["layer_size"],
+                memory_path=t["memory_path"], state_path=t["state_path"])
+
+
+def template_delete(meta):
+    """Remove a template of template_create(); its clones are not affected."""
+    subprocess.run([meta["helper"], "template", "delete", meta["name"]], check=False,
+                   stdout=subprocess.DEVNULL)
 
 
 class Clone(Guest):
@@ -417,15 +414,18 @@ class Clone(Guest):
 
     QEMU gets the same -kernel, -initrd and -append as the template: the
     firmware reads the command line and initrd through fw_cfg at boot, while
-    -incoming keeps QEMU from copying the kernel into RAM again.
+    -incoming keeps QEMU from copying the kernel into RAM again. This is what
+    `rund-helper run --template` does for a pre-boot template, with the
+    pieces a measurement needs kept in reach (QMP, the console, the process).
     """
 
-    def __init__(self, meta, workdir, timeout=60, layer=None, cmdline=None):
-        """Restore meta's template; with layer, boot cmdline and mount that layer."""
+    def __init__(self, meta, workdir, timeout=60, layer=None):
+        """Restore meta's template; with layer, the guest mounts that layer file."""
         self.agent_path = os.path.join(workdir, "agent.sock")
         args = sandbox_args(meta["kernel"], meta["initrd"], meta["vcpus"],
-                            cmdline or meta["cmdline"], meta["memory_mib"], meta["memory_path"],
-                            False, meta["image"], self.agent_path, layer) + ["-incoming", "defer"]
+                            meta["cmdline"], meta["memory_mib"], meta["memory_path"],
+                            False, meta["image"], self.agent_path, layer,
+                            meta["layer_size"]) + ["-incoming", "defer"]
         self.agent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         super().__init__(args, workdir)
         self.memory_path = meta["memory_path"]

@@ -4,9 +4,10 @@
 
 Called by scripts/bench-prepatch.sh with the stock vmlinux and the images
 pre-patched for each vCPU count. For every vCPU count and variant it makes a
-pre-boot template, starts the clones one after the other, waits until every
-agent sent READY, then reads each QEMU process's /proc/PID/pagemap over its
-guest-RAM mapping and /proc/PID/smaps_rollup:
+pre-boot template with `rund-helper template create --kind preboot`, starts
+the clones one after the other, waits until every agent sent READY, then
+reads each QEMU process's /proc/PID/pagemap over its guest-RAM mapping and
+/proc/PID/smaps_rollup:
 
   a  stock vmlinux, rund.patch_skip=off (boot writes every patch site)
   b  pre-patched image, rund.patch_skip=off
@@ -49,12 +50,12 @@ def make_layer(layer_dir, name):
     return path
 
 
-def run_variant(label, kernel, vcpus, extra, clones, memory_mib, memory_dir, ranges, timeout,
-                layer_dir):
-    cmdline = pp.production_cmdline(template_guest=not layer_dir) + (f" {extra}" if extra else "")
+def run_variant(label, kernel, vcpus, extra, clones, memory_mib, ranges, timeout, layer_dir):
+    # Without a layer the clones take the template guest's path to READY.
+    append = " ".join(o for o in ("" if layer_dir else "rund.template=1", extra) if o)
+    meta = pp.template_create(f"rund-bench-prepatch-{os.getpid()}-{label}{vcpus}", kernel,
+                              pp.DEFAULT_INITRD, vcpus, append, memory_mib)
     work = tempfile.mkdtemp(prefix=f"rund-bench-prepatch.{label}.")
-    meta = pp.template_create(os.path.join(work, f"tpl-{label}-{vcpus}"), memory_dir, kernel,
-                              pp.DEFAULT_INITRD, vcpus, cmdline, memory_mib, pp.DEFAULT_IMAGE)
     started, ready, layers = [], [], []
     try:
         for i in range(clones):
@@ -78,7 +79,7 @@ def run_variant(label, kernel, vcpus, extra, clones, memory_mib, memory_dir, ran
             c.kill()
         for layer in layers:
             os.unlink(layer)
-        os.unlink(meta["memory_path"])
+        pp.template_delete(meta)
         shutil.rmtree(work)
     return rows, ready
 
@@ -90,7 +91,6 @@ def main():
                     help="N=IMAGE: image pre-patched for N vCPUs")
     ap.add_argument("--clones", type=int, default=50)
     ap.add_argument("--memory", type=int, default=128, help="guest RAM in MiB")
-    ap.add_argument("--memory-dir", default="/dev/shm/rund-bench-prepatch")
     ap.add_argument("--timeout", type=float, default=120, help="seconds to READY per clone")
     ap.add_argument("--layer-dir", default=None,
                     help="give every clone a reflink copy of the default layer image in this "
@@ -110,8 +110,8 @@ def main():
         for label, kernel, extra in (("a", a.stock, "rund.patch_skip=off"),
                                      ("b", image, "rund.patch_skip=off"),
                                      ("c", image, "")):
-            rows, ready = run_variant(label, kernel, vcpus, extra, a.clones, a.memory,
-                                      a.memory_dir, ranges, a.timeout, a.layer_dir)
+            rows, ready = run_variant(label, kernel, vcpus, extra, a.clones, a.memory, ranges,
+                                      a.timeout, a.layer_dir)
             text = [r["text"] for r in rows]
             rodata = [r["rodata"] for r in rows]
             roai = [r["ro_after_init"] for r in rows]

@@ -6,10 +6,10 @@
 # Builds images pre-patched for 1 and 2 vCPUs from VMLINUX (default: the
 # guest kernel build, $BUILD/guest-kernel/vmlinux) with guest/rund-prepatch.py,
 # then runs scripts/bench-prepatch.py: for each vCPU count, pre-boot
-# templates of (a) the stock vmlinux, (b) the pre-patched image with
-# rund.patch_skip=off and (c) the pre-patched image with the skips, N clones
-# each (default 50) started one after the other and measured together at the
-# agent's ready point. Prints a Markdown table. --cold-agent gives every clone
+# templates (rund-helper template create --kind preboot) of (a) the stock
+# vmlinux, (b) the pre-patched image with rund.patch_skip=off and (c) the
+# pre-patched image with the skips, N clones each (default 50) started one
+# after the other and measured together at the agent's ready point. Prints a Markdown table. --cold-agent gives every clone
 # a reflink copy of the layer image so that the agent takes its normal path
 # (mount the layer, then READY) instead of the template guest path.
 set -euo pipefail
@@ -32,9 +32,11 @@ case $clones in
 '' | *[!0-9]* | 0) echo "bench-prepatch: invalid --clones '$clones'; give a positive number" >&2; exit 2 ;;
 esac
 [ -r "$kernel" ] || { echo "bench-prepatch: kernel $kernel not found; run scripts/build-guest-kernel.sh" >&2; exit 1; }
+export RUND_HELPER=$BUILD/bin/rund-helper
+[ -x "$RUND_HELPER" ] || { echo "bench-prepatch: $RUND_HELPER not found; run make" >&2; exit 1; }
 
 work=$(mktemp -d /tmp/rund-bench-prepatch.XXXXXX)
-trap 'rm -rf "$work"; rmdir /dev/shm/rund-bench-prepatch 2>/dev/null' EXIT
+trap 'rm -rf "$work"' EXIT
 
 # A private copy, so that a rebuild during the run changes nothing.
 cp "$kernel" "$work/vmlinux"

@@ -20,7 +20,6 @@ TOOL=$ROOT/guest/rund-prepatch.py
 export RUND_INITRD=${RUND_INITRD:-$STATE/kernel/initramfs.cpio}
 PATCH_LOG='boot-time text patching'
 TMP=$(mktemp -d /tmp/rund-test-prepatch.XXXXXX)
-MEMDIR=/dev/shm/rund-test-prepatch-$$
 # rund-helper templates of this run
 P=preboot-test-$$
 S=preboot-test-snap-$$
@@ -28,10 +27,10 @@ OLD=preboot-test-old-$$
 
 cleanup() {
 	local t
-	for t in "$P" "$P-2" "$S" "$OLD"; do
+	for t in "$P" "$P-2" "$P-normal" "$P-pre-patched" "$S" "$OLD"; do
 		"$HELPER" template delete "$t" >/dev/null 2>&1
 	done
-	rm -rf "$TMP" "$MEMDIR"
+	rm -rf "$TMP"
 }
 trap cleanup EXIT
 
@@ -129,10 +128,10 @@ cp "$TMP/saved.prepatch" "$TMP/vmlinux.pp1.prepatch"
 # 4. Kernel text is byte-identical after a normal and a pre-patched boot,
 # both at the stop point and at the agent's ready point of pre-boot template
 # clones. A pre-patched clone keeps all its text shared.
-python3 - "$TOOL" "$KERNEL" "$TMP" "$MEMDIR" >"$TMP/py.out" 2>&1 <<'EOF'
+RUND_HELPER=$HELPER python3 - "$TOOL" "$KERNEL" "$TMP" "$P" >"$TMP/py.out" 2>&1 <<'EOF'
 import importlib.util, os, sys, tempfile
 
-tool, kernel, tmp, memdir = sys.argv[1:5]
+tool, kernel, tmp, prefix = sys.argv[1:5]
 spec = importlib.util.spec_from_file_location("pp", tool)
 pp = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(pp)
@@ -172,11 +171,10 @@ for n in (1, 2):
 # Pre-boot template clones at the agent's ready point, 1 vCPU.
 ranges = pp.kernel_ranges(kernel)
 texts = {}
-for label, k, extra in (("normal", kernel, ""), ("pre-patched", os.path.join(tmp, "vmlinux.pp1"), "")):
-    cmd = pp.production_cmdline(template_guest=True)
+for label, k in (("normal", kernel), ("pre-patched", os.path.join(tmp, "vmlinux.pp1"))):
     try:
-        meta = pp.template_create(os.path.join(tmp, f"tpl-{label}"), memdir, k,
-                                  os.environ["RUND_INITRD"], 1, cmd, 128, pp.DEFAULT_IMAGE)
+        meta = pp.template_create(f"{prefix}-{label}", k, os.environ["RUND_INITRD"], 1,
+                                  "rund.template=1", 128)
         d = tempfile.mkdtemp(dir=tmp)
         c = pp.Clone(meta, d)
         try:
@@ -190,7 +188,7 @@ for label, k, extra in (("normal", kernel, ""), ("pre-patched", os.path.join(tmp
                 texts[label] = f.read()
         finally:
             c.kill()
-            os.unlink(meta["memory_path"])
+            pp.template_delete(meta)
     except pp.Failure as e:
         report(f"pre-boot clone {label} ready", False, str(e))
         continue
