@@ -14,6 +14,7 @@ static const struct rund_verb verbs[] = {
 	{ "run", cmd_run, "run a command in a new microVM sandbox" },
 	{ "pool", cmd_pool, "drive the node's cgroup pool (init, acquire, release, list, stats)" },
 	{ "template", cmd_template, "create, list, show and delete VM templates" },
+	{ "vmm-pool", cmd_vmm_pool, "keep QEMU processes started ahead of time for a template" },
 };
 
 static void usage(FILE *out)

@@ -4,6 +4,7 @@
  * exit with the command's status.
  */
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
@@ -32,6 +33,7 @@
 #include "util.h"
 #include "verbs.h"
 #include "vm.h"
+#include "vmmpool.h"
 
 #define RUN_DEFAULT_IMAGE "/var/lib/rund/images/debian.erofs"
 #define CONSOLE_TAIL 4096	/* bytes of guest console kept for errors */
@@ -56,12 +58,15 @@ struct run_opts {
 	char **argv;
 	const char *template_name;	/* --template: required template */
 	bool no_template;		/* --no-template: always boot cold */
+	bool no_vmm_pool;		/* --no-vmm-pool: always start QEMU on demand */
 };
 
 enum phase {
 	PHASE_LAUNCH,
 	PHASE_CGROUP,
 	PHASE_LAYER,
+	PHASE_HANDOFF,			/* a pre-started VMM received from its pool */
+	PHASE_SWAP,			/* its writable layer swapped in over QMP */
 	PHASE_SPAWN,
 	PHASE_RESTORE,
 	PHASE_IDENTITY,
@@ -75,6 +80,8 @@ enum phase {
 static const char *const phase_names[PHASE_COUNT] = {
 	[PHASE_CGROUP] = "cgroup_claim",
 	[PHASE_LAYER] = "layer",
+	[PHASE_HANDOFF] = "vmm_handoff",
+	[PHASE_SWAP] = "layer_swap",
 	[PHASE_SPAWN] = "spawn",
 	[PHASE_RESTORE] = "restore",
 	[PHASE_IDENTITY] = "identity",
@@ -108,6 +115,9 @@ struct run {
 	uint32_t guest_pid;
 	struct rund_template *tmpl;	/* the template restored, NULL for a cold boot */
 	struct rund_pool_launch pool;	/* the cgroup slot QEMU is born in */
+	struct rund_vmm_lease *lease;	/* QEMU from a VMM pool, NULL: started on demand */
+	bool tmpl_picked;		/* pick_template() ran */
+	char vmm_note[RUND_ERROR_MSG_MAX];	/* why a pool's VMM was not used */
 	struct tail console;
 	char qemu_err[QEMU_STDERR_MAX];
 	size_t qemu_err_len;
@@ -204,6 +214,8 @@ static void usage(FILE *out)
 		"  --template NAME  restore template NAME instead of booting; fail when it\n"
 		"                   does not match (default: any matching template)\n"
 		"  --no-template    always boot cold\n"
+		"  --no-vmm-pool    start QEMU on demand even when a pool of pre-started\n"
+		"                   VMMs serves the template (rund-helper vmm-pool)\n"
 		"  --timings        print per-phase durations to stderr\n"
 		"  --json           print one JSON result object to stderr at the end\n"
 		"  --json-fd FD     print the JSON result object to descriptor FD instead\n"
@@ -237,6 +249,7 @@ static int parse_uint(const char *opt, const char *s, long min, long max, unsign
 enum {
 	OPT_IMAGE = 256, OPT_LAYER, OPT_MEMORY, OPT_VCPUS, OPT_TIMEOUT, OPT_TIMINGS,
 	OPT_JSON, OPT_JSON_FD, OPT_ALLOW_COPY, OPT_ENV, OPT_WORKDIR, OPT_KERNEL, OPT_INITRD, OPT_TEMPLATE, OPT_NO_TEMPLATE,
+	OPT_NO_VMM_POOL,
 };
 
 static int parse_args(int argc, char **argv, struct run_opts *o)
@@ -257,6 +270,7 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
 		{ "initrd", required_argument, NULL, OPT_INITRD },
 		{ "template", required_argument, NULL, OPT_TEMPLATE },
 		{ "no-template", no_argument, NULL, OPT_NO_TEMPLATE },
+		{ "no-vmm-pool", no_argument, NULL, OPT_NO_VMM_POOL },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -292,6 +306,7 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
 			o->template_name = optarg;
 			break;
 		case OPT_NO_TEMPLATE: o->no_template = true; break;
+		case OPT_NO_VMM_POOL: o->no_vmm_pool = true; break;
 		case OPT_WORKDIR:
 			if (optarg[0] != '/') {
 				fprintf(stderr, "rund-helper run: invalid --workdir '%s': expected an absolute path\n",
@@ -736,6 +751,11 @@ static void print_timings(const struct run *r)
 		"booted from pre-boot template " : "restored from template ",
 		r->tmpl ? r->tmpl->name : "",
 		r->have_layer_source ? rund_layer_source_name(r->layer_source) : "nowhere");
+	if (r->lease)
+		fprintf(stderr, "rund-helper run: QEMU pid %d from the VMM pool, ready for %.0f ms\n",
+			r->lease->pid, r->lease->waited_ms);
+	else if (r->vmm_note[0])
+		fprintf(stderr, "rund-helper run: QEMU started on demand: %s\n", r->vmm_note);
 	if (r->pool.used)
 		fprintf(stderr, "rund-helper run: cgroup slot %u (%s) from the %s pool backend, QEMU placed by %s\n",
 			r->pool.slot.index, r->pool.slot.path,
@@ -795,9 +815,41 @@ static void print_json(const struct run *r)
 			       json_object_new_double(ms_between(&r->t[PHASE_LAUNCH], &r->t[prev])));
 	json_object_object_add(o, "timings_ms", t);
 	json_object_object_add(o, "cgroup", pool_json(r));
+	json_object_object_add(o, "vmm", json_object_new_string(r->lease ? "pool" : "on-demand"));
+	if (r->vmm_note[0])
+		json_object_object_add(o, "vmm_note", json_object_new_string(r->vmm_note));
 	s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
 	dprintf(r->o->json_fd, "%s\n", s);
 	json_object_put(o);
+}
+
+/*
+ * Wait up to timeout_ms for QEMU to exit, then kill it; returns its wait
+ * status. A pooled VMM is the child of its pool's owner, which reaps it and
+ * sends the status.
+ */
+static int reap_vm(struct run *r, int timeout_ms)
+{
+	int status;
+
+	if (!r->lease)
+		return rund_vm_reap(&r->vm, timeout_ms);
+	if (r->vm.pidfd < 0)
+		return 0;
+	status = rund_vmm_lease_reap(r->lease, timeout_ms);
+	r->vm.pidfd = -1;
+	r->vm.pid = -1;
+	return status < 0 ? 0 : status;
+}
+
+/* Kill a pooled VMM that still runs and close what its lease holds. */
+static void vmm_lease_drop(struct run *r)
+{
+	if (!r->lease)
+		return;
+	rund_vmm_lease_close(r->lease);
+	r->vm.pidfd = -1;
+	r->vm.pid = -1;
 }
 
 /* Ask QEMU to quit over QMP, then kill it when it does not go quickly. */
@@ -814,7 +866,7 @@ static void stop_qemu(struct run *r)
 		r->qmp_fd = -1;	/* owned and closed by q now */
 		rund_qmp_close(&q);
 	}
-	rund_vm_reap(&r->vm, 500);
+	reap_vm(r, 500);
 }
 
 static void close_fd(int *fd)
@@ -857,6 +909,7 @@ static int pick_template(struct run *r, struct rund_error *err)
 	struct stat st;
 	int ret;
 
+	r->tmpl_picked = true;
 	if (r->o->no_template)
 		return 0;
 	if (fstat(r->layer_fd, &st))
@@ -917,6 +970,159 @@ static int restore_template(struct run *r, int qmp_fd, int agent_fd, struct rund
 	return rund_template_wait_ack(agent_fd, "MOUNT_LAYER", timeout_ms, err);
 }
 
+/* Is there a VMM pool socket for template name, or for any template when name is NULL? */
+static bool vmm_pool_present(const char *name)
+{
+	char path[PATH_MAX];
+	struct stat st;
+	struct dirent *e;
+	bool found = false;
+	DIR *d;
+
+	if (name)
+		return !rund_vmm_pool_socket_path(name, path, sizeof(path)) && !stat(path, &st) &&
+		       S_ISSOCK(st.st_mode);
+	d = opendir(RUND_VMM_POOL_DIR);
+	if (!d)
+		return false;
+	while (!found && (e = readdir(d))) {
+		size_t n = strlen(e->d_name);
+
+		found = n > 5 && !strcmp(e->d_name + n - 5, ".sock");
+	}
+	closedir(d);
+	return found;
+}
+
+/* Give up on a pooled VMM that failed before the function ran: forget its phases. */
+static void vmm_pool_abandon(struct run *r, const char *why)
+{
+	snprintf(r->vmm_note, sizeof(r->vmm_note), "the pooled VMM failed (%.900s)", why);
+	vmm_lease_drop(r);
+	free(r->lease);
+	r->lease = NULL;
+	memset(&r->vm, 0, sizeof(r->vm));
+	r->vm.pid = -1;
+	r->vm.pidfd = -1;
+	memset(&r->pool, 0, sizeof(r->pool));
+	r->pool.dirs.dir_fd = -1;
+	r->pool.method = "none";
+	/* The guest may have mounted the layer: the next QEMU gets a new one. */
+	close_fd(&r->layer_fd);
+	r->t_set[PHASE_HANDOFF] = r->t_set[PHASE_SWAP] = false;
+	r->t_set[PHASE_RESTORE] = r->t_set[PHASE_IDENTITY] = false;
+}
+
+/*
+ * Start the sandbox in a VMM taken from the pool that serves its template
+ * (rund-helper vmm-pool serve): clone the layer, pick the template, take a
+ * VMM, swap the layer in, restore, personalise, send RUN. Returns 1 when the
+ * sandbox runs in a pooled VMM, 0 when QEMU must be started on demand (no
+ * template, no pool, pool empty or broken; r->vmm_note says why when a pool
+ * was asked), -1 on a failure already recorded with fail_run().
+ */
+static int vmm_pool_start(struct run *r)
+{
+	const char *env = getenv("RUND_VMM_POOL");
+	int timeout_ms = (int)r->o->timeout_s * 1000;
+	struct rund_error err = { 0 };
+	struct rund_vmm_lease *l;
+	struct rund_qmp q;
+	char sock[PATH_MAX];
+	int ret;
+
+	if (env && *env && strcmp(env, "auto") && strcmp(env, "off")) {
+		fail_run(r, RUND_EXIT_FAILED, "rund", "invalid RUND_VMM_POOL '%s': use auto or off", env);
+		return -1;
+	}
+	if (r->o->no_template || r->o->no_vmm_pool || (env && !strcmp(env, "off")) || r->tmpl_picked ||
+	    !vmm_pool_present(r->o->template_name))
+		return 0;
+
+	r->layer_fd = rund_layer_clone(r->o->layer, r->o->allow_copy ? RUND_LAYER_ALLOW_COPY : 0,
+				       &r->layer_source, &err);
+	if (r->layer_fd < 0) {
+		fail_run(r, RUND_EXIT_FAILED, "rund", "%s", err.msg);
+		return -1;
+	}
+	r->have_layer_source = true;
+	mark(r, PHASE_LAYER);
+	if (pick_template(r, &err)) {
+		fail_run(r, RUND_EXIT_FAILED, "rund", "%s", err.msg);
+		return -1;
+	}
+	if (!r->tmpl || r->tmpl->kind != RUND_TEMPLATE_SNAPSHOT ||
+	    rund_vmm_pool_socket_path(r->tmpl->name, sock, sizeof(sock)))
+		return 0;
+	if (!vmm_pool_present(r->tmpl->name)) {
+		snprintf(r->vmm_note, sizeof(r->vmm_note), "no VMM pool serves template '%s'",
+			 r->tmpl->name);
+		return 0;
+	}
+
+	l = malloc(sizeof(*l));
+	if (!l)
+		return 0;
+	ret = rund_vmm_pool_take(sock, r->tmpl->name, r->tmpl->memory_path, r->id, 2000, l, &err);
+	if (ret) {
+		snprintf(r->vmm_note, sizeof(r->vmm_note), "%.900s", err.msg);
+		free(l);
+		return 0;
+	}
+	mark(r, PHASE_HANDOFF);
+	r->lease = l;
+	r->vm.pid = l->pid;
+	r->vm.pidfd = l->fds[RUND_VMM_FD_PIDFD];
+	r->vm.accel = strcmp(l->accel, "kvm") ? RUND_ACCEL_TCG : RUND_ACCEL_KVM;
+	r->vm.accel_reason = l->accel_reason[0] ? l->accel_reason : NULL;
+	r->vm.qemu = l->qemu;
+	r->vm.in_cgroup = l->in_cgroup;
+	r->pool.used = l->has_slot;
+	if (l->has_slot) {
+		r->pool.backend = strcmp(l->slot_backend, "module") ? RUND_POOL_BACKEND_CGROUPFS :
+								     RUND_POOL_BACKEND_MODULE;
+		r->pool.slot.index = l->slot_index;
+		snprintf(r->pool.slot.path, sizeof(r->pool.slot.path), "%s", l->slot_path);
+		r->pool.method = l->slot_method;
+	} else {
+		snprintf(r->pool.note, sizeof(r->pool.note), "%s", l->slot_note);
+	}
+
+	ret = rund_qmp_open(&q, l->fds[RUND_VMM_FD_QMP], timeout_ms, &err);
+	l->fds[RUND_VMM_FD_QMP] = -1;	/* owned by q now */
+	if (!ret)
+		ret = rund_vmm_swap_layer(&q, r->layer_fd, timeout_ms, &err);
+	if (!ret) {
+		mark(r, PHASE_SWAP);
+		ret = rund_template_restore(r->tmpl, &q, timeout_ms, NULL, &err);
+	}
+	rund_qmp_close(&q);
+	if (!ret) {
+		mark(r, PHASE_RESTORE);
+		ret = rund_template_send_identity(l->fds[RUND_VMM_FD_AGENT], r->id, r->id,
+						  timeout_ms, &err);
+	}
+	if (!ret)
+		ret = rund_template_wait_ack(l->fds[RUND_VMM_FD_AGENT], "IDENTITY", timeout_ms, &err);
+	if (!ret) {
+		mark(r, PHASE_IDENTITY);
+		ret = rund_template_wait_ack(l->fds[RUND_VMM_FD_AGENT], "MOUNT_LAYER", timeout_ms, &err);
+	}
+	if (ret) {
+		vmm_pool_abandon(r, err.msg);
+		return 0;
+	}
+
+	r->agent_fd = l->fds[RUND_VMM_FD_AGENT];
+	r->console_fd = l->fds[RUND_VMM_FD_CONSOLE];
+	r->qemu_err_fd = l->fds[RUND_VMM_FD_STDERR];
+	l->fds[RUND_VMM_FD_AGENT] = l->fds[RUND_VMM_FD_CONSOLE] = l->fds[RUND_VMM_FD_STDERR] = -1;
+	fcntl(r->agent_fd, F_SETFL, O_NONBLOCK);
+	fcntl(r->console_fd, F_SETFL, O_NONBLOCK);
+	fcntl(r->qemu_err_fd, F_SETFL, O_NONBLOCK);
+	return send_run(r) ? -1 : 1;
+}
+
 struct vm_start_call {
 	const struct rund_vm_config *cfg;
 	struct rund_vm *vm;
@@ -968,6 +1174,10 @@ static int start(struct run *r)
 		rnd = (uint64_t)getpid() << 32 ^ (uint64_t)time(NULL);
 	snprintf(r->id, sizeof(r->id), "%016llx", (unsigned long long)rnd);
 
+	ret = vmm_pool_start(r);
+	if (ret)
+		return ret < 0 ? r->status : 0;
+
 	/*
 	 * Claim the cgroup slot first: on v1 the launcher thread moves into it
 	 * while the layer is made, so the spawn itself writes no cgroup file.
@@ -995,13 +1205,14 @@ static int start(struct run *r)
 
 	if (r->o->allow_copy)
 		flags |= RUND_LAYER_ALLOW_COPY;
-	r->layer_fd = rund_layer_clone(r->o->layer, flags, &r->layer_source, &err);
+	if (r->layer_fd < 0)	/* vmm_pool_start() may have made it */
+		r->layer_fd = rund_layer_clone(r->o->layer, flags, &r->layer_source, &err);
 	if (r->layer_fd < 0)
 		return fail_run(r, RUND_EXIT_FAILED, "rund", "%s", err.msg);
 	r->have_layer_source = true;
 	mark(r, PHASE_LAYER);
 
-	if (pick_template(r, &err))
+	if (!r->tmpl_picked && pick_template(r, &err))
 		return fail_run(r, RUND_EXIT_FAILED, "rund", "%s", err.msg);
 
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, agent) ||
@@ -1100,6 +1311,7 @@ static void report_qemu_exit(struct run *r, int status)
 /* Close what one start opened and forget its state, so that a retry starts clean. */
 static void close_attempt(struct run *r)
 {
+	vmm_lease_drop(r);
 	close_fd(&r->agent_fd);
 	close_fd(&r->qmp_fd);
 	close_fd(&r->console_fd);
@@ -1175,7 +1387,7 @@ int cmd_run(int argc, char **argv)
 
 		if (r.exited || (r.vm.pidfd >= 0 && !r.failed_by)) {
 			/* The guest reboots after EXIT, which ends QEMU. */
-			status = rund_vm_reap(&r.vm, REBOOT_WAIT_MS);
+			status = reap_vm(&r, REBOOT_WAIT_MS);
 			report_qemu_exit(&r, status);
 		} else {
 			stop_qemu(&r);
@@ -1206,5 +1418,6 @@ out:
 	free(r.txbuf);
 	free(o.env);
 	free(r.tmpl);
+	free(r.lease);
 	return r.status;
 }

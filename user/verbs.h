@@ -21,5 +21,6 @@ int cmd_run(int argc, char **argv);
 int cmd_pool(int argc, char **argv);
 int cmd_layer(int argc, char **argv);
 int cmd_template(int argc, char **argv);
+int cmd_vmm_pool(int argc, char **argv);
 
 #endif /* RUND_VERBS_H */
