@@ -379,7 +379,7 @@ def template_create(name, kernel, initrd, vcpus, append, memory_mib, image=DEFAU
                     layer_image=DEFAULT_LAYER_IMAGE, helper=None):
     """Make a pre-boot template with `rund-helper template create --kind preboot`.
 
-    Its RAM holds the loaded kernel, and no vCPU has run. The guest command
+    Its RAM contains the loaded kernel, and no vCPU has run. The guest command
     line is the one rund-helper gives a cold boot under TCG plus append
     (through RUND_KERNEL_APPEND), for example "rund.template=1" for clones
     that stop at the template guest's ready point without a layer. Returns

@@ -327,6 +327,12 @@ PY
 		why="$(cat "$TMP/pb-def2.json" "$TMP/pb-def2.err")"
 		check "start without --template prefers a matching snapshot template" \
 			grep -q "\"template\":\"$S\"" "$TMP/pb-def2.json"
+		# The stock kernel has the image's build id but is another file.
+		RUND_KERNEL=$KERNEL "$HELPER" run --template "$S" -- true >/dev/null 2>"$TMP/pb-k.err"
+		rc=$?
+		why="exit $rc: $(cat "$TMP/pb-k.err")"
+		check "template of the pre-patched image refused for the stock kernel" \
+			eval '[ $rc = 125 ] && grep -q "guest kernel .* is not the file" "$TMP/pb-k.err"'
 	else
 		not_ok "snapshot template create for the preference test" "$(cat "$TMP/pb-s.err")"
 	fi

@@ -473,7 +473,7 @@ static int check_match(const struct rund_template *t, const struct rund_template
 	 * A pre-patched image keeps the build id of the vmlinux it was made
 	 * from, and is valid for one launch configuration: a sandbox asking for
 	 * it must not get a template of the other file. A pre-boot template
-	 * also holds the file's bytes, so the file must not have changed.
+	 * also contains the file's bytes, so the file must not have changed.
 	 */
 	if (strcmp(now->kernel, m->kernel) ||
 	    (t->kind == RUND_TEMPLATE_PREBOOT && !file_id_equal(&now->kernel_id, &m->kernel_id)))
@@ -516,9 +516,8 @@ int rund_template_check(const struct rund_template *t, const struct rund_templat
 		return rund_error_setx(err, ENOMEM, "out of memory");
 	ret = rund_template_match_fill(now, t->kind, want, err);
 	/*
-	 * A pre-boot clone runs the kernel's text as the template loaded it:
-	 * refuse a pre-patched kernel for another launch as a cold boot would,
-	 * with the same message.
+	 * A pre-boot clone runs the kernel's text as the template loaded it, so
+	 * reject a pre-patched kernel for another launch as a cold boot would.
 	 */
 	if (!ret && t->kind == RUND_TEMPLATE_PREBOOT)
 		ret = rund_prepatch_check(t->match.kernel, now->accel, "default", want->vcpus,

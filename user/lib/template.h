@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * VM templates: a guest saved once, so that sandboxes start by restoring it.
- * A snapshot template holds a guest booted to the agent's ready point, and a
- * clone resumes it there. A pre-boot template holds guest RAM with the kernel
- * loaded and no instruction run, and a clone boots it from its reset vector
- * with its own clock and entropy while sharing the kernel's pages (most
- * useful with a pre-patched kernel, prepatch.h).
+ * A snapshot template contains a guest booted to the agent's ready point,
+ * and a clone resumes it there. A pre-boot template contains guest RAM with
+ * the kernel loaded and no instruction run. A clone boots it from the reset
+ * vector with its own clock and entropy, and shares the kernel's pages (all
+ * of its text with a pre-patched kernel, see prepatch.h).
  *
  * A template contains the guest RAM as a file on tmpfs (memory-backend-file,
  * share=on while it is made) and the device state written by QEMU's
@@ -168,13 +168,13 @@ struct rund_template_want {
 
 /*
  * Compare a template with the sandbox described by want on this host: QEMU
- * binary and version, accelerator, kernel build id, initramfs, command line,
- * vCPUs, memory, device layout, TSC frequency, read-only image and layer
- * size; for a pre-boot template also the kernel file, whose bytes are in the
- * memory file, and its pre-patch record (-EINVAL as from a cold boot).
- * Returns 0, or -ESTALE with a message naming the first difference and the
- * fix. The vCPU model is checked after QEMU starts, in
- * rund_template_restore().
+ * binary and version, accelerator, kernel path and build id, initramfs,
+ * command line, vCPUs, memory, device layout, TSC frequency, read-only image
+ * and layer size. A pre-boot template contains the kernel file's bytes, so
+ * the file must be unchanged and its pre-patch record must accept the launch
+ * (-EINVAL as for a cold boot). Returns 0, or -ESTALE with a message naming
+ * the first difference and the fix. The vCPU model is checked after QEMU
+ * starts, in rund_template_restore().
  */
 int rund_template_check(const struct rund_template *tmpl,
 			const struct rund_template_want *want, struct rund_error *err);
