@@ -42,7 +42,7 @@
 /*
  * template.json format: 1 for snapshot templates, which older rund versions
  * read too ("kind" absent means a snapshot), 2 for pre-boot templates, which
- * older versions must refuse rather than restore as a snapshot.
+ * older versions must reject rather than restore as a snapshot.
  */
 #define RUND_TEMPLATE_FORMAT_SNAPSHOT 1
 #define RUND_TEMPLATE_FORMAT 2
@@ -52,9 +52,9 @@ enum rund_template_kind {
 	RUND_TEMPLATE_PREBOOT,		/* kernel loaded, not started */
 };
 
-/* "snapshot" or "preboot". */
+/* Return the name of kind: "snapshot" or "preboot". */
 const char *rund_template_kind_name(enum rund_template_kind kind);
-/* Parse a kind name; -EINVAL for anything else. */
+/* Parse a kind name into *kind. Returns 0, or -EINVAL for any other name. */
 int rund_template_kind_parse(const char *name, enum rund_template_kind *kind);
 
 /* Identity of a file as stat(2) reports it: a change means other content. */
