@@ -5,13 +5,13 @@
  * module's pool (acquire with the same limits, clone3(CLONE_INTO_CGROUP)
  * into the slot; release, reap), on cgroup v2.
  *
- *   bench-cgroup-guest SANDBOXES THREADS ROUNDS
+ *   bench-cgroup-guest SANDBOXES THREADS ROUNDS [v2-base|v2-pool]
  *
  * Each round starts SANDBOXES sandboxes from THREADS threads (all alive at
  * once), then tears them all down; a sandbox's cost is its setup plus its
  * teardown. Prints one "BENCH mode sandboxes threads median_us p99_us
- * setup_median_us teardown_median_us" line per mode. Run by
- * scripts/bench-cgroup-guest.sh.
+ * setup_median_us teardown_median_us" line per mode; naming a mode runs only
+ * that one. Run by scripts/bench-cgroup-guest.sh.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -233,15 +233,24 @@ int main(int argc, char **argv)
 	int n = argc > 1 ? atoi(argv[1]) : 200;
 	int threads = argc > 2 ? atoi(argv[2]) : 1;
 	int rounds = argc > 3 ? atoi(argv[3]) : 3;
+	const char *only = argc > 4 ? argv[4] : NULL;
 	static const char *names[] = { "v2-base", "v2-pool" };
+	int first = MODE_BASE, last = MODE_POOL;
 	struct rund_reply r;
 	struct rund_nl nl;
 	struct sandbox *boxes;
 	double *total, *setup, *teardown;
 	int mode, round, i, k;
 
+	if (only && !strcmp(only, names[MODE_BASE]))
+		last = MODE_BASE;
+	else if (only && !strcmp(only, names[MODE_POOL]))
+		first = MODE_POOL;
+	else if (only)
+		n = 0;	/* unknown mode: print the usage */
 	if (n <= 0 || threads <= 0 || threads > 64 || rounds <= 0) {
-		fprintf(stderr, "usage: %s SANDBOXES THREADS ROUNDS (THREADS 1..64)\n", argv[0]);
+		fprintf(stderr, "usage: %s SANDBOXES THREADS ROUNDS [v2-base|v2-pool] (THREADS 1..64)\n",
+			argv[0]);
 		return 2;
 	}
 	boxes = calloc(n, sizeof(*boxes));
@@ -264,7 +273,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
-	for (mode = MODE_BASE; mode <= MODE_POOL; mode++) {
+	for (mode = first; mode <= last; mode++) {
 		k = 0;
 		for (round = 0; round < rounds; round++) {
 			for (i = 0; i < n; i++)
