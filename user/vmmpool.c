@@ -44,6 +44,7 @@
 #define CLIENT_TIMEOUT_MS 2000		/* a connection must send its request by then */
 #define TEMPLATE_CHECK_MS 2000		/* how often the template is looked at again */
 #define BACKOFF_MAX_MS 30000
+#define REFILL_DELAY_MS 50
 
 static const char *prog = "rund-helper vmm-pool";
 
@@ -81,6 +82,7 @@ struct server {
 	dev_t sock_dev;
 	ino_t sock_ino;
 	unsigned int size;
+	unsigned int refill_delay_ms;
 	struct member *m;
 	struct client c[MAX_CLIENTS];
 	int listen_fd, sig_fd, image_fd;
@@ -111,6 +113,7 @@ static void usage(FILE *out)
 {
 	fprintf(out,
 		"usage: rund-helper vmm-pool serve --template NAME [--size N] [--socket PATH]\n"
+		"                                  [--refill-delay MS]\n"
 		"       rund-helper vmm-pool status [--socket PATH] [--json]\n"
 		"\n"
 		"Keep N QEMU processes started ahead of time for a snapshot template, paused\n"
@@ -123,6 +126,8 @@ static void usage(FILE *out)
 		"\n"
 		"  --template NAME  snapshot template whose clones the pool serves\n"
 		"  --size N         VMMs kept ready (default 4, 1-%d)\n"
+		"  --refill-delay MS  start replacements only MS after the last hand-over, one\n"
+		"                   at a time, to leave the CPUs to the clones (default %d)\n"
 		"  --socket PATH    socket to serve on or query (default %s/NAME.sock;\n"
 		"                   run only looks there)\n"
 		"  --json           status: print one JSON object per pool\n"
@@ -130,7 +135,7 @@ static void usage(FILE *out)
 		"Each VMM is born in a cgroup slot of the node's pool claimed ahead of time and\n"
 		"bound to this process (RUND_POOL_BACKEND as for run). run uses a pool when its\n"
 		"socket answers, unless given --no-vmm-pool or RUND_VMM_POOL=off.\n",
-		POOL_SIZE_MAX, RUND_VMM_POOL_DIR);
+		POOL_SIZE_MAX, REFILL_DELAY_MS, RUND_VMM_POOL_DIR);
 }
 
 /* RUND_POOL_BACKEND as run reads it. */
@@ -447,6 +452,9 @@ static int hand_over(struct server *s, struct member *m, int fd)
 	m->conn = fd;
 	m->state = M_LENT;
 	s->handoffs++;
+	/* Keep the refill's QEMU start-up off the CPUs while this clone starts. */
+	if (s->next_spawn < now_ms() + s->refill_delay_ms)
+		s->next_spawn = now_ms() + s->refill_delay_ms;
 	return 0;
 }
 
@@ -705,7 +713,6 @@ static int serve_loop(struct server *s)
 	for (;;) {
 		long long now = now_ms(), wake = now + 1000;
 		unsigned int i, active = 0;
-		bool want_spawn = false;
 		int n = 0, timeout, k;
 
 		for (i = 0; i < s->size; i++)
@@ -715,14 +722,16 @@ static int serve_loop(struct server *s)
 
 		if (!s->draining && now >= s->next_check)
 			check_template(s);
-		/* One start per turn, so that requests are answered between starts. */
-		if (!s->draining && !s->stale && active < s->size && now >= s->next_spawn) {
+		/*
+		 * One QEMU starting at a time, so that refilling the pool takes at
+		 * most one CPU from the clones it serves.
+		 */
+		if (!s->draining && !s->stale && active < s->size && now >= s->next_spawn &&
+		    !count(s, M_STARTING)) {
 			for (i = 0; i < s->size && s->m[i].state != M_FREE; i++)
 				;
 			if (member_spawn(s, &s->m[i]))
 				backoff(s);
-			else
-				want_spawn = active + 1 < s->size;
 		}
 
 		/* who[]: -1 signal, -2 listener, 0..: client c-index, 1000+i member pidfd, 2000+i member QMP/conn. */
@@ -759,7 +768,7 @@ static int serve_loop(struct server *s)
 			wake = s->next_spawn;
 		if (s->next_check > now && s->next_check < wake)
 			wake = s->next_check;
-		timeout = want_spawn ? 0 : (int)(wake > now ? wake - now : 0);
+		timeout = (int)(wake > now ? wake - now : 0);
 
 		if (poll(p, (nfds_t)n, timeout) < 0) {
 			if (errno == EINTR)
@@ -838,10 +847,14 @@ static int cmd_serve(int argc, char **argv)
 		{ "template", required_argument, NULL, 't' },
 		{ "size", required_argument, NULL, 'n' },
 		{ "socket", required_argument, NULL, 's' },
+		{ "refill-delay", required_argument, NULL, 'd' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct server s = { .size = 4, .listen_fd = -1, .sig_fd = -1, .image_fd = -1 };
+	struct server s = {
+		.size = 4, .refill_delay_ms = REFILL_DELAY_MS,
+		.listen_fd = -1, .sig_fd = -1, .image_fd = -1,
+	};
 	struct rund_template_want want = { 0 };
 	struct rund_error err = { 0 };
 	const char *name = NULL, *sock = NULL;
@@ -864,6 +877,16 @@ static int cmd_serve(int argc, char **argv)
 				return RUND_EXIT_FAILED;
 			}
 			s.size = (unsigned int)v;
+			break;
+		case 'd':
+			errno = 0;
+			v = strtol(optarg, &end, 10);
+			if (errno || end == optarg || *end || v < 0 || v > 60000) {
+				fprintf(stderr, "%s serve: invalid --refill-delay '%s': expected milliseconds from 0 to 60000\n",
+					prog, optarg);
+				return RUND_EXIT_FAILED;
+			}
+			s.refill_delay_ms = (unsigned int)v;
 			break;
 		case 'h': usage(stdout); return 0;
 		default:

@@ -31,6 +31,7 @@ cleanup() {
 	wait 2>/dev/null
 	"$HELPER" template delete "$T" >/dev/null 2>&1
 	"$HELPER" template delete "$T2" >/dev/null 2>&1
+	declare -F vp_cleanup >/dev/null && vp_cleanup
 	rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -261,6 +262,9 @@ fi
 "$HELPER" run --no-template --json-fd 3 -- true 2>/dev/null 3>"$TMP/cold.json"
 why="$(cat "$TMP/cold.json")"
 check "--no-template boots cold" grep -q '"template":null' "$TMP/cold.json"
+
+# The pool of pre-started VMMs; runs while the template ages for the clock test.
+. selftests/templates/vmmpool.sh
 
 # 8. Clock: a clone of a template older than 2 minutes reads the host's time.
 age=$(($(date +%s) - created_at))
