@@ -14,10 +14,10 @@
 # is one burst). Latency is launch to function running: the sum of the phases
 # up to function_start in `run --json-fd`. CPU time per start is the user +
 # system time of rund-helper and its QEMU child (/usr/bin/time), divided by
-# the starts; for template+pool it adds the CPU time of the pool's owner and
-# of the QEMU processes it reaped during the bursts (/proc/PID/stat), since a
-# pooled QEMU is the owner's child. A pooled start that found no VMM ready
-# falls back to on-demand QEMU and counts as a miss (column "miss").
+# the starts. A pooled QEMU is the child of the pool's owner, so for
+# template+pool the CPU time of the owner and of the QEMU processes it reaped
+# during the bursts is added (/proc/PID/stat). A pooled start that found no
+# VMM ready starts QEMU on demand and counts as a miss (column "miss").
 # Modes alternate burst by burst so that background load hits
 # all alike. --extra-mode adds a template mode run with one more environment
 # variable, for example template-tb4:RUND_TCG_TB_MIB=4.
@@ -93,7 +93,7 @@ pool_wait_full() {
 	local i ready
 	for i in $(seq 1 600); do
 		ready=$("$HELPER" vmm-pool status --socket "/run/rund/vmm/$NAME.sock" --json 2>/dev/null |
-			grep -o '"ready":[0-9]*' | cut -d: -f2)
+			grep -o '"ready":[0-9]*' | cut -d: -f2 || true)
 		[ "${ready:-0}" -ge "$POOL_SIZE" ] && return 0
 		sleep 0.1
 	done

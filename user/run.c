@@ -1018,8 +1018,8 @@ static void vmm_pool_abandon(struct run *r, const char *why)
  * (rund-helper vmm-pool serve): clone the layer, pick the template, take a
  * VMM, swap the layer in, restore, personalise, send RUN. Returns 1 when the
  * sandbox runs in a pooled VMM, 0 when QEMU must be started on demand (no
- * template, no pool, pool empty or broken; r->vmm_note says why when a pool
- * was asked), -1 on a failure already recorded with fail_run().
+ * template, no pool, pool empty or broken; r->vmm_note gives the reason when
+ * a pool was asked), -1 on a failure already recorded with fail_run().
  */
 static int vmm_pool_start(struct run *r)
 {

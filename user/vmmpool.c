@@ -4,10 +4,10 @@
  * snapshot template, paused at -incoming defer, and hand them to
  * `rund-helper run` over a unix socket (protocol in lib/vmmpool.h).
  *
- * serve is one single-threaded event loop: it starts members one at a time
- * until the pool is full, hands ready members over, reaps every member
- * (it stays their parent), sends a borrower its QEMU's wait status, releases
- * the member's cgroup slot and starts a replacement.
+ * serve is one single-threaded event loop. It starts members one at a time
+ * until the pool is full and hands ready members over. It stays every
+ * member's parent, so it reaps them, sends a borrower its QEMU's wait status,
+ * releases the member's cgroup slot and starts a replacement.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -467,7 +467,7 @@ static const char *jstr(json_object *o, const char *key)
 	return json_object_get_string(v);
 }
 
-/* Handle the one request of a client. Returns true when fd was kept (lent). */
+/* Handle the one request of a client. Returns true when fd now belongs to a lent member. */
 static bool handle_request(struct server *s, int fd)
 {
 	struct rund_error err = { 0 };
@@ -475,7 +475,7 @@ static bool handle_request(struct server *s, int fd)
 	const char *op, *name, *mem;
 	int fds[1], nfds, ret;
 	unsigned int i;
-	bool kept = false;
+	bool lent = false;
 
 	ret = rund_vmm_recv(fd, 0, &req, fds, 0, &nfds, &err);
 	if (ret == -ECONNRESET)
@@ -531,11 +531,11 @@ static bool handle_request(struct server *s, int fd)
 				    count(s, M_STARTING), s->size);
 			goto out;
 		}
-		kept = !hand_over(s, best, fd);
+		lent = !hand_over(s, best, fd);
 	}
 out:
 	json_object_put(req);
-	return kept;
+	return lent;
 }
 
 /* Template changes */
@@ -603,7 +603,7 @@ static int open_socket(struct server *s, struct rund_error *err)
 		}
 	}
 
-	/* A socket that answers belongs to a running pool; one that does not is stale. */
+	/* A socket that accepts a connection belongs to a running pool; any other is stale. */
 	probe = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 	if (probe >= 0 && !connect(probe, (struct sockaddr *)&sun, sizeof(sun))) {
 		close(probe);
@@ -698,14 +698,14 @@ static void start_drain(struct server *s)
 static int serve_loop(struct server *s)
 {
 	struct pollfd *p;
-	int *who;		/* what each pollfd is: see the encoding below */
+	int *fd_owner;		/* what each pollfd is: see the encoding below */
 	size_t cap = 2 + MAX_CLIENTS + 2 * (size_t)s->size;
 
 	p = calloc(cap, sizeof(*p));
-	who = calloc(cap, sizeof(*who));
-	if (!p || !who) {
+	fd_owner = calloc(cap, sizeof(*fd_owner));
+	if (!p || !fd_owner) {
 		free(p);
-		free(who);
+		free(fd_owner);
 		fprintf(stderr, "%s: out of memory\n", prog);
 		return RUND_EXIT_FAILED;
 	}
@@ -734,18 +734,18 @@ static int serve_loop(struct server *s)
 				backoff(s);
 		}
 
-		/* who[]: -1 signal, -2 listener, 0..: client c-index, 1000+i member pidfd, 2000+i member QMP/conn. */
+		/* fd_owner[]: -1 signal, -2 listener, 0..: client c-index, 1000+i member pidfd, 2000+i member QMP/conn. */
 		p[n] = (struct pollfd){ .fd = s->sig_fd, .events = POLLIN };
-		who[n++] = -1;
+		fd_owner[n++] = -1;
 		if (s->listen_fd >= 0) {
 			p[n] = (struct pollfd){ .fd = s->listen_fd, .events = POLLIN };
-			who[n++] = -2;
+			fd_owner[n++] = -2;
 		}
 		for (i = 0; i < MAX_CLIENTS; i++) {
 			if (s->c[i].fd < 0)
 				continue;
 			p[n] = (struct pollfd){ .fd = s->c[i].fd, .events = POLLIN };
-			who[n++] = (int)i;
+			fd_owner[n++] = (int)i;
 			if (s->c[i].deadline < wake)
 				wake = s->c[i].deadline;
 		}
@@ -755,13 +755,13 @@ static int serve_loop(struct server *s)
 			if (m->state == M_FREE)
 				continue;
 			p[n] = (struct pollfd){ .fd = m->vm.pidfd, .events = POLLIN };
-			who[n++] = 1000 + (int)i;
+			fd_owner[n++] = 1000 + (int)i;
 			if (m->state == M_STARTING) {
 				p[n] = (struct pollfd){ .fd = m->fds[RUND_VMM_FD_QMP], .events = POLLIN };
-				who[n++] = 2000 + (int)i;
+				fd_owner[n++] = 2000 + (int)i;
 			} else if (m->state == M_LENT && m->conn >= 0) {
 				p[n] = (struct pollfd){ .fd = m->conn, .events = POLLIN };
-				who[n++] = 2000 + (int)i;
+				fd_owner[n++] = 2000 + (int)i;
 			}
 		}
 		if (s->next_spawn > now && s->next_spawn < wake)
@@ -778,7 +778,7 @@ static int serve_loop(struct server *s)
 		}
 		now = now_ms();
 		for (k = 0; k < n; k++) {
-			int w = who[k];
+			int w = fd_owner[k];
 
 			if (w == -1 && p[k].revents) {
 				struct signalfd_siginfo si;
@@ -830,12 +830,12 @@ static int serve_loop(struct server *s)
 		}
 		/* Exits last: a member's QMP and pidfd may both be ready in one turn. */
 		for (k = 0; k < n; k++)
-			if (who[k] >= 1000 && who[k] < 2000 && p[k].revents &&
-			    s->m[who[k] - 1000].state != M_FREE)
-				member_reaped(s, &s->m[who[k] - 1000]);
+			if (fd_owner[k] >= 1000 && fd_owner[k] < 2000 && p[k].revents &&
+			    s->m[fd_owner[k] - 1000].state != M_FREE)
+				member_reaped(s, &s->m[fd_owner[k] - 1000]);
 	}
 	free(p);
-	free(who);
+	free(fd_owner);
 	return 0;
 }
 

@@ -132,7 +132,7 @@ done
 why="$nod of 5 on demand, $nbad failed or not restored; misses $(vp_status misses): $(cat "$TMP"/vpe*.json | head -c 600)"
 check "starts beyond an empty pool fall back to on-demand QEMU" eval '[ $nod -ge 1 ] && [ $nbad = 0 ]'
 
-# A pool that does not answer is skipped after the request times out.
+# A pool that does not reply is skipped after the request times out.
 vp_wait_ready 2 >/dev/null
 kill -STOP "$VP_PID"
 clone "$TMP/vps" -- sh -c "$HEAD"

@@ -16,8 +16,8 @@
  * hot files read. The writable-layer device is there with a placeholder
  * backend, and the agent mounts the clone's own layer after the restore.
  *
- * NOTE: every clone starts its own QEMU on demand; there is no pool of
- * pre-started VMMs yet.
+ * A clone's QEMU is started on demand, or taken from a pool of VMMs
+ * started ahead of time for its template (vmmpool.h).
  *
  * Layout: RUND_TEMPLATE_DIR/<name>/template.json (what a clone must match)
  * and state (device state); the memory file is RUND_TEMPLATE_MEMORY_DIR/

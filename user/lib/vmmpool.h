@@ -5,15 +5,15 @@
  * born in a cgroup slot that the pool's owner claimed for it.
  *
  * The owner (rund-helper vmm-pool serve) listens on a unix SOCK_SEQPACKET
- * socket, one per template: RUND_VMM_POOL_DIR/<template>.sock. A start asks
- * for a VMM with one JSON request and receives a JSON reply; when the reply
- * is positive, the same message carries, as SCM_RIGHTS, the host ends of the
- * VMM's QMP, agent and console sockets, the read end of its stderr pipe and a
- * pidfd, in the order of enum rund_vmm_fd. The owner stays QEMU's parent: it
- * keeps the connection open and sends {"exit": STATUS} when it reaps the
- * process, then releases the slot and starts a replacement. A borrower that
- * closes the connection while its VMM runs gets the VMM killed, as a start
- * that dies gets its own QEMU killed by PR_SET_PDEATHSIG.
+ * socket, one per template: RUND_VMM_POOL_DIR/<template>.sock. A start sends
+ * one JSON request for a VMM and receives a JSON reply. A positive reply
+ * carries, as SCM_RIGHTS, the host ends of the VMM's QMP, agent and console
+ * sockets, the read end of its stderr pipe and a pidfd, in the order of enum
+ * rund_vmm_fd. The owner stays QEMU's parent: it keeps the connection open
+ * and sends {"exit": STATUS} when it reaps the process, then releases the
+ * slot and starts a replacement. A borrower that closes the connection while
+ * its VMM runs gets the VMM killed, as a start that dies gets its own QEMU
+ * killed by PR_SET_PDEATHSIG.
  *
  * The borrower gives the VMM its writable layer over QMP before it restores
  * the template (rund_vmm_swap_layer()).
@@ -79,7 +79,7 @@ int rund_vmm_pool_socket_path(const char *template_name, char *buf, size_t size)
  * memory_path) for sandbox_id. Returns 0 with lease filled, or:
  * -ENOENT or -ECONNREFUSED when no pool serves there, -EAGAIN when the pool
  * has no VMM ready, -ESTALE when it serves another version of the template,
- * -EPROTO when the reply or its descriptors are not what the protocol says,
+ * -EPROTO when the reply or its descriptors break the protocol,
  * other -errno on socket errors. err says which.
  */
 int rund_vmm_pool_take(const char *socket, const char *template_name,
@@ -88,11 +88,10 @@ int rund_vmm_pool_take(const char *socket, const char *template_name,
 
 /*
  * Give a VMM waiting for its incoming migration its own writable layer in
- * place of the template's null-co placeholder: add-fd with layer_fd passed
- * on the QMP socket, blockdev-add a file node on the new fdset,
- * blockdev-reopen the "layer" raw node onto it, blockdev-del the
- * placeholder. The guest has not run yet, so it never saw the placeholder's
- * content.
+ * place of the template's null-co placeholder. The steps: add-fd with
+ * layer_fd passed on the QMP socket, blockdev-add a file node on the new
+ * fdset, blockdev-reopen the "layer" raw node onto it, blockdev-del the
+ * placeholder. The guest has not run yet, so it never read the placeholder.
  */
 int rund_vmm_swap_layer(struct rund_qmp *q, int layer_fd, int timeout_ms,
 			struct rund_error *err);
