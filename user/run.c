@@ -1031,6 +1031,12 @@ static int vmm_pool_start(struct run *r)
 	char sock[PATH_MAX];
 	int ret;
 
+	/* A retry after a failed attempt (KVM) starts QEMU on demand. */
+	if (r->lease) {
+		vmm_lease_drop(r);
+		free(r->lease);
+		r->lease = NULL;
+	}
 	if (env && *env && strcmp(env, "auto") && strcmp(env, "off")) {
 		fail_run(r, RUND_EXIT_FAILED, "rund", "invalid RUND_VMM_POOL '%s': use auto or off", env);
 		return -1;

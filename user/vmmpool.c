@@ -540,44 +540,67 @@ out:
 
 /* Template changes */
 
+/* Check that clones of t could start on this host now, as run would. */
+static int template_usable(const struct rund_template *t, struct rund_error *err)
+{
+	struct rund_template_want want = {
+		.image = t->match.image,
+		.kernel = t->match.kernel,
+		.initrd = t->match.initrd,
+		.memory_mib = t->match.memory_mib,
+		.vcpus = t->match.vcpus,
+		.layer_size = t->match.layer_size,
+	};
+
+	if (t->kind != RUND_TEMPLATE_SNAPSHOT)
+		return rund_error_setx(err, EINVAL, "template '%s' is a %s template; the VMM pool serves snapshot templates only",
+				       t->name, rund_template_kind_name(t->kind));
+	if (access(t->memory_path, R_OK))
+		return rund_error_set(err, errno, "template '%s': memory file %s", t->name, t->memory_path);
+	return rund_template_check(t, &want, err);
+}
+
+static void kill_waiting(struct server *s)
+{
+	unsigned int i;
+
+	for (i = 0; i < s->size; i++)
+		if (s->m[i].state == M_READY || s->m[i].state == M_STARTING)
+			member_kill(&s->m[i]);
+}
+
 /*
- * Look at the template again: when it was deleted or made again, the
- * waiting VMMs hold the old memory file. End them, and adopt the new
- * template when there is one.
+ * Look at the template again. When it was deleted or can no longer start on
+ * this host (a new guest kernel, say), end the waiting VMMs and start none
+ * until it can. When it was made again, end them and serve the new one.
  */
 static void check_template(struct server *s)
 {
 	struct rund_error err = { 0 };
 	struct rund_template t;
-	unsigned int i;
-	bool same;
 
 	s->next_check = now_ms() + TEMPLATE_CHECK_MS;
-	if (rund_template_load(s->tmpl.name, &t, &err)) {
-		if (!s->stale)
-			fprintf(stderr, "%s: template '%s' is gone (%s); ending the waiting VMMs\n",
+	if (rund_template_load(s->tmpl.name, &t, &err) || template_usable(&t, &err)) {
+		if (!s->stale) {
+			fprintf(stderr, "%s: cannot serve template '%s' now, ending the waiting VMMs: %s\n",
 				prog, s->tmpl.name, err.msg);
-		same = false;
-	} else {
-		same = !strcmp(t.memory_path, s->tmpl.memory_path) && t.created_ns == s->tmpl.created_ns &&
-		       !access(t.memory_path, R_OK);
+			kill_waiting(s);
+		}
+		s->stale = true;
+		return;
 	}
-	if (same) {
+	if (!strcmp(t.memory_path, s->tmpl.memory_path) && t.created_ns == s->tmpl.created_ns) {
+		if (s->stale)
+			fprintf(stderr, "%s: template '%s' is usable again\n", prog, t.name);
 		s->stale = false;
 		return;
 	}
-	for (i = 0; i < s->size; i++)
-		if (s->m[i].state == M_READY || s->m[i].state == M_STARTING)
-			member_kill(&s->m[i]);
-	if (!err.code && t.kind == RUND_TEMPLATE_SNAPSHOT && !access(t.memory_path, R_OK)) {
-		fprintf(stderr, "%s: template '%s' was made again; serving the new one\n", prog, t.name);
-		s->tmpl = t;
-		s->stale = false;
-		s->fail_streak = 0;
-		s->next_spawn = 0;
-		return;
-	}
-	s->stale = true;
+	fprintf(stderr, "%s: template '%s' was made again; serving the new one\n", prog, t.name);
+	kill_waiting(s);
+	s->tmpl = t;
+	s->stale = false;
+	s->fail_streak = 0;
+	s->next_spawn = 0;
 }
 
 /* Socket */
@@ -855,7 +878,6 @@ static int cmd_serve(int argc, char **argv)
 		.size = 4, .refill_delay_ms = REFILL_DELAY_MS,
 		.listen_fd = -1, .sig_fd = -1, .image_fd = -1,
 	};
-	struct rund_template_want want = { 0 };
 	struct rund_error err = { 0 };
 	const char *name = NULL, *sock = NULL;
 	sigset_t mask;
@@ -912,19 +934,8 @@ static int cmd_serve(int argc, char **argv)
 		fprintf(stderr, "%s serve: %s\n", prog, err.msg);
 		return RUND_EXIT_FAILED;
 	}
-	if (s.tmpl.kind != RUND_TEMPLATE_SNAPSHOT) {
-		fprintf(stderr, "%s serve: template '%s' is a %s template; the VMM pool serves snapshot templates only\n",
-			prog, name, rund_template_kind_name(s.tmpl.kind));
-		return RUND_EXIT_FAILED;
-	}
 	/* The pool's VMMs must be what run would accept for this template. */
-	want.image = s.tmpl.match.image;
-	want.kernel = s.tmpl.match.kernel;
-	want.initrd = s.tmpl.match.initrd;
-	want.memory_mib = s.tmpl.match.memory_mib;
-	want.vcpus = s.tmpl.match.vcpus;
-	want.layer_size = s.tmpl.match.layer_size;
-	if (rund_template_check(&s.tmpl, &want, &err)) {
+	if (template_usable(&s.tmpl, &err)) {
 		fprintf(stderr, "%s serve: %s\n", prog, err.msg);
 		return RUND_EXIT_FAILED;
 	}
@@ -995,9 +1006,11 @@ static void print_status(json_object *st)
 	json_object *members, *v;
 	size_t i;
 
-	printf("%s: template %s, %d of %d ready, %d starting, %d lent; %lld hand-overs, %lld misses, %lld replaced%s\n",
+	printf("%s: template %s%s, %d of %d ready, %d starting, %d lent; %lld hand-overs, %lld misses, %lld replaced%s\n",
 	       json_object_get_string(json_object_object_get(st, "socket")),
 	       json_object_get_string(json_object_object_get(st, "template")),
+	       json_object_get_boolean(json_object_object_get(st, "template_stale")) ?
+	       " (not usable now, see the pool's log)" : "",
 	       json_object_get_int(json_object_object_get(st, "ready")),
 	       json_object_get_int(json_object_object_get(st, "size")),
 	       json_object_get_int(json_object_object_get(st, "starting")),
