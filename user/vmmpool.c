@@ -917,7 +917,7 @@ static int cmd_serve(int argc, char **argv)
 		}
 	}
 	if (optind < argc) {
-		fprintf(stderr, "%s serve: unexpected argument '%s'\n", prog, argv[optind]);
+		fprintf(stderr, "%s serve: unexpected argument '%s'; see 'rund-helper vmm-pool --help'\n", prog, argv[optind]);
 		return RUND_EXIT_FAILED;
 	}
 	if (!name) {
@@ -1055,7 +1055,7 @@ static int cmd_status(int argc, char **argv)
 		}
 	}
 	if (optind < argc) {
-		fprintf(stderr, "%s status: unexpected argument '%s'\n", prog, argv[optind]);
+		fprintf(stderr, "%s status: unexpected argument '%s'; see 'rund-helper vmm-pool --help'\n", prog, argv[optind]);
 		return RUND_EXIT_FAILED;
 	}
 	if (sock) {
