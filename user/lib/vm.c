@@ -456,12 +456,15 @@ void rund_vm_cmdline(enum rund_accel accel, bool template_guest, char *buf, size
 		if (khz && n < size)
 			n += (size_t)snprintf(buf + n, size - n, " tsc_early_khz=%lu", khz);
 		/*
-		 * noapictimer skips the slow APIC timer calibration. no_timer_check
-		 * skips the IO-APIC timer test: on a loaded host TCG fails it now
-		 * and then, and the guest panics with "IO-APIC + timer doesn't work".
+		 * QEMU's APIC timer counts at 1 GHz, one guest tick (HZ=250) is
+		 * 4,000,000 cycles, and a given period skips the slow calibration.
+		 * With tsc=reliable too, an idle guest of any vCPU count stops its tick.
+		 * no_timer_check skips the IO-APIC timer test, which TCG on a loaded
+		 * host fails now and then ("IO-APIC + timer doesn't work" panic).
 		 */
 		if (n < size)
-			n += (size_t)snprintf(buf + n, size - n, " noapictimer no_timer_check");
+			n += (size_t)snprintf(buf + n, size - n,
+					      " lapic_timer_period=4000000 tsc=reliable no_timer_check");
 	}
 	if (template_guest && n < size)
 		n += (size_t)snprintf(buf + n, size - n, " rund.template=1");
