@@ -71,6 +71,9 @@ write_run() {
 	local modes=$1 s n r t m
 	echo '#!/bin/sh'
 	echo 'cp bench-cgroup-guest.bin /tmp/bench && chmod +x /tmp/bench || exit 1'
+	# A soft lockup panics the guest, which then ends, instead of hanging
+	# until the timeout; the console shows every kernel message, traces too.
+	echo 'dmesg -n 8; echo 1 >/proc/sys/kernel/softlockup_panic'
 	[ "$LOCKSTAT" = 1 ] && echo 'cp lockstat.bin /tmp/lockstat && chmod +x /tmp/lockstat || exit 1'
 	echo 'rc=0'
 	for s in $SIZES; do
