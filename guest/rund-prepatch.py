@@ -127,7 +127,7 @@ def production_cmdline(template_guest=False):
     khz = host_tsc_khz()
     if khz:
         cmd += f" tsc_early_khz={khz}"
-    cmd += " noapictimer no_timer_check"
+    cmd += " lapic_timer_period=4000000 tsc=reliable no_timer_check"
     if template_guest:
         cmd += " rund.template=1"
     return cmd

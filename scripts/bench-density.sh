@@ -29,9 +29,9 @@
 # --max sandboxes (default 1000) run; report the largest count that stayed
 # within the budget with every sandbox answering.
 #
-# Under TCG every idle guest keeps ticking (the guest kernel has a periodic
-# 250 Hz tick), about 2% of a host core each, so on a small machine the
-# largest counts saturate the CPU; choose --counts for the machine.
+# Under TCG an idle guest costs little CPU now that its tick stops when idle
+# (NO_HZ_IDLE, docs/guest.md), but starting clones does: choose --counts
+# and --max for the machine.
 #
 # Output: DIR/density.txt (one row per mode and count).
 set -euo pipefail
