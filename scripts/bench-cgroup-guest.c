@@ -24,9 +24,9 @@
  * them all down. Pools have SANDBOXES slots there, so no claim waits for a
  * drain.
  * With "-sustained" each thread sets up and tears down one sandbox after the
- * other, SANDBOXES / THREADS times per round, and pools have 2 × THREADS
- * slots, so that drains overlap new claims and a claim may wait for a
- * drained slot (retried every 200 µs, counted, and inside the figure).
+ * other, SANDBOXES / THREADS times per round. Pools have 2 × THREADS slots
+ * there, so drains overlap new claims and a claim may wait for a drained
+ * slot (retried every 200 µs, counted, and inside the figure).
  *
  * The rounds of all modes named run interleaved. A sandbox's cost is its
  * setup plus its teardown. Prints one line per mode:

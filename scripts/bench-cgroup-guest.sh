@@ -1,12 +1,12 @@
 #!/bin/bash
 # Per-sandbox cgroup cost in TCG guests booting Debian's 6.1 kernel with
-# rund.ko (scripts/bench-cgroup-guest.c has the modes): a spawn-only floor,
+# rund.ko. scripts/bench-cgroup-guest.c has the modes: a spawn-only floor,
 # per-sandbox mkdir + limits + fork + cgroup.procs write + kill + rmdir
-# (base), the module pool (pool) and librund's cgroupfs pool (upool), each
-# in bursts and in a sustained loop, on cgroup v2, on v2 remounted with
+# (base), the module pool (pool) and librund's cgroupfs pool (upool). Each
+# runs in bursts and in a sustained loop, on cgroup v2, on v2 remounted with
 # favordynmods (v2fdm) and on one co-mounted v1 hierarchy (v1). The v2 and
 # v1 modes boot one guest each, because a v1 hierarchy cannot take
-# controllers that v2 has enabled. Prints a Markdown table; the guest
+# controllers that v2 has enabled. Prints a Markdown table. The guest
 # console logs are kept under $OUT/test-logs/kmod/.
 #
 #   scripts/bench-cgroup-guest.sh [ROUNDS]
@@ -19,11 +19,13 @@
 # whole guest, so the pool's own kernel work (its drain worker) counts too.
 #
 # Needs what selftests/kmod/run.sh builds first (Debian kernel under $BUILD,
-# $BUILD/kmod-build/debian/kmod/rund.ko). Environment: SIZES (sandbox
-# counts, "200 1000"; "1000:1" runs that size for 1 round instead of
-# ROUNDS), THREADS ("1 2 4 8"), GUESTS ("v2 v1"), MODES_V2 and
-# MODES_V1 (the modes of each guest, defaults below), OUT (where the
-# binaries and console logs go, default $BUILD).
+# $BUILD/kmod-build/debian/kmod/rund.ko). Environment:
+#   SIZES     sandbox counts ("200 1000"); "1000:1" runs that size for 1
+#             round instead of ROUNDS
+#   THREADS   thread counts ("1 2 4 8")
+#   GUESTS    guests to boot ("v2 v1")
+#   MODES_V2, MODES_V1  the modes of each guest (defaults below)
+#   OUT       where the binaries and console logs go (default $BUILD)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -65,7 +67,7 @@ if [ "$LOCKSTAT" = 1 ]; then
 fi
 
 # The guest runner executes every executable file in a test directory, so
-# only "run" is executable; it copies the binaries out and makes them
+# only "run" is executable. It copies the binaries out and makes them
 # executable there.
 write_run() {
 	local modes=$1 s n r t m
