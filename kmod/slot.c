@@ -417,10 +417,14 @@ static int rund_slot_freeze_wait(struct rund_slot_dir *dir)
 	}
 }
 
+static int rund_slot_populated(struct rund_pool *pool, struct rund_slot *slot);
+
 /*
  * Kills every process of the slot with cgroup.kill on v2. On v1 the slot is
  * frozen so that nothing forks while the pids are listed and signalled,
- * then thawed so that the killed tasks can exit.
+ * then thawed so that the killed tasks can exit. An empty v1 slot is left
+ * alone: freezing a cgroup while no other one is frozen enables the
+ * freezer's static key, which patches kernel text on every CPU.
  */
 static int rund_slot_kill(struct rund_pool *pool, struct rund_slot *slot)
 {
@@ -432,6 +436,13 @@ static int rund_slot_kill(struct rund_pool *pool, struct rund_slot *slot)
 
 	if (!rund_pool_v1(pool))
 		return rund_cgfs_write(slot->dirs[0].kill, "1");
+
+	/*
+	 * No task of the slot is left to fork into it. A task can still join
+	 * through a cgroup.procs write, which freezing would not stop either.
+	 */
+	if (rund_slot_populated(pool, slot) == 0)
+		return 0;
 
 	for (i = 0; i < pool->nr_hier; i++) {
 		if (slot->dirs[i].freezer)
