@@ -1143,26 +1143,6 @@ static int vm_start_call(void *arg)
 	return rund_vm_start(c->cfg, c->vm, c->err);
 }
 
-/* RUND_POOL_BACKEND=auto|module|cgroupfs|none picks the cgroup pool backend (default auto). */
-static int pool_backend_env(enum rund_pool_backend *backend, bool *disabled)
-{
-	const char *s = getenv("RUND_POOL_BACKEND");
-
-	*backend = RUND_POOL_BACKEND_AUTO;
-	*disabled = false;
-	if (!s || !*s || !strcmp(s, "auto"))
-		return 0;
-	if (!strcmp(s, "module"))
-		*backend = RUND_POOL_BACKEND_MODULE;
-	else if (!strcmp(s, "cgroupfs"))
-		*backend = RUND_POOL_BACKEND_CGROUPFS;
-	else if (!strcmp(s, "none"))
-		*disabled = true;
-	else
-		return -EINVAL;
-	return 0;
-}
-
 static int start(struct run *r)
 {
 	struct vm_start_call call;
@@ -1189,7 +1169,7 @@ static int start(struct run *r)
 	 * while the layer is made, so the spawn itself writes no cgroup file.
 	 */
 	rund_pool_launch_end(&r->pool, &err);
-	if (pool_backend_env(&backend, &pool_disabled))
+	if (rund_pool_backend_from_env(&backend, &pool_disabled))
 		return fail_run(r, RUND_EXIT_FAILED, "rund",
 				"invalid RUND_POOL_BACKEND '%s': use auto, module, cgroupfs or none",
 				getenv("RUND_POOL_BACKEND"));

@@ -138,26 +138,6 @@ static void usage(FILE *out)
 		POOL_SIZE_MAX, REFILL_DELAY_MS, RUND_VMM_POOL_DIR);
 }
 
-/* RUND_POOL_BACKEND as run reads it. */
-static int pool_backend_env(enum rund_pool_backend *backend, bool *disabled)
-{
-	const char *s = getenv("RUND_POOL_BACKEND");
-
-	*backend = RUND_POOL_BACKEND_AUTO;
-	*disabled = false;
-	if (!s || !*s || !strcmp(s, "auto"))
-		return 0;
-	if (!strcmp(s, "module"))
-		*backend = RUND_POOL_BACKEND_MODULE;
-	else if (!strcmp(s, "cgroupfs"))
-		*backend = RUND_POOL_BACKEND_CGROUPFS;
-	else if (!strcmp(s, "none"))
-		*disabled = true;
-	else
-		return -EINVAL;
-	return 0;
-}
-
 /* Members */
 
 static void member_init(struct member *m)
@@ -925,7 +905,7 @@ static int cmd_serve(int argc, char **argv)
 			prog);
 		return RUND_EXIT_FAILED;
 	}
-	if (pool_backend_env(&s.backend, &s.pool_disabled)) {
+	if (rund_pool_backend_from_env(&s.backend, &s.pool_disabled)) {
 		fprintf(stderr, "%s serve: invalid RUND_POOL_BACKEND '%s': use auto, module, cgroupfs or none\n",
 			prog, getenv("RUND_POOL_BACKEND"));
 		return RUND_EXIT_FAILED;

@@ -25,6 +25,25 @@ const char *rund_pool_backend_name(enum rund_pool_backend backend)
 	return "unknown";
 }
 
+int rund_pool_backend_from_env(enum rund_pool_backend *backend, bool *disabled)
+{
+	const char *s = getenv("RUND_POOL_BACKEND");
+
+	*backend = RUND_POOL_BACKEND_AUTO;
+	*disabled = false;
+	if (!s || !*s || !strcmp(s, "auto"))
+		return 0;
+	if (!strcmp(s, "module"))
+		*backend = RUND_POOL_BACKEND_MODULE;
+	else if (!strcmp(s, "cgroupfs"))
+		*backend = RUND_POOL_BACKEND_CGROUPFS;
+	else if (!strcmp(s, "none"))
+		*disabled = true;
+	else
+		return -EINVAL;
+	return 0;
+}
+
 const char *rund_pool_layout_name(enum rund_layout layout)
 {
 	switch (layout) {

@@ -285,6 +285,13 @@ int rund_pool_check_config(const struct rund_pool_config *cfg,
 			   struct rund_error *err);
 
 const char *rund_pool_backend_name(enum rund_pool_backend backend);
+
+/*
+ * Read RUND_POOL_BACKEND=auto|module|cgroupfs|none (unset or empty: auto)
+ * for launchers. "none" sets *disabled. Returns 0, or -EINVAL for any other
+ * value.
+ */
+int rund_pool_backend_from_env(enum rund_pool_backend *backend, bool *disabled);
 const char *rund_pool_layout_name(enum rund_layout layout);
 const char *rund_pool_state_name(enum rund_slot_state state);
 const char *rund_pool_op_name(enum rund_op op);
