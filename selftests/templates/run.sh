@@ -258,6 +258,21 @@ else
 	not_ok "template create for the delete test" "$(cat "$TMP/c2.err")"
 fi
 
+# A delete that lands between a start's template check and QEMU's start
+# leaves the start without the memory file: it must fail, not restore a new
+# file of zeros. Removing only the memory file stands in for that race.
+if "$HELPER" template create "$T2" --image "$IMAGE" --layer "$LAYER" --settle "$SETTLE" >/dev/null 2>"$TMP/c3.err"; then
+	mem2=$("$HELPER" template show "$T2" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["memory_path"])')
+	rm -f "$mem2"
+	"$HELPER" run --template "$T2" -- true >/dev/null 2>"$TMP/d3.err"
+	rc=$?
+	why="exit $rc, memory file ${mem2:-?} $( [ -e "$mem2" ] && echo re-created || echo absent): $(cat "$TMP/d3.err")"
+	check "start without the memory file fails" eval '[ $rc = 125 ] && [ -n "$mem2" ] && [ ! -e "$mem2" ] && grep -q "memory file" "$TMP/d3.err"'
+	"$HELPER" template delete "$T2" >/dev/null 2>&1
+else
+	not_ok "template create for the memory file test" "$(cat "$TMP/c3.err")"
+fi
+
 # 7. Cold boot on request.
 "$HELPER" run --no-template --json-fd 3 -- true 2>/dev/null 3>"$TMP/cold.json"
 why="$(cat "$TMP/cold.json")"

@@ -479,7 +479,8 @@ int rund_vm_start(const struct rund_vm_config *cfg, struct rund_vm *vm, struct r
 	struct rund_spawn_result sr = { 0 };
 	struct arglist a = { .argc = 0 };
 	char cmdline[RUND_VM_CMDLINE_MAX];
-	int keep[5];
+	_cleanup_close_ int mem_fd = -1;
+	int keep[6];
 	int i, ret;
 
 	memset(vm, 0, sizeof(*vm));
@@ -519,11 +520,30 @@ int rund_vm_start(const struct rund_vm_config *cfg, struct rund_vm *vm, struct r
 	arg_add(&a, "%u", cfg->memory_mib);
 	arg_add(&a, "-smp");
 	arg_add(&a, "%u", cfg->vcpus);
-	if (cfg->memory_path) {
+	if (cfg->memory_path && cfg->memory_share) {
 		/* A named file, so that x-ignore-shared can leave the RAM out of a template. */
 		arg_add(&a, "-object");
-		arg_add(&a, "memory-backend-file,id=ram,size=%uM,mem-path=%s,share=%s",
-			cfg->memory_mib, cfg->memory_path, cfg->memory_share ? "on" : "off");
+		arg_add(&a, "memory-backend-file,id=ram,size=%uM,mem-path=%s,share=on",
+			cfg->memory_mib, cfg->memory_path);
+		arg_add(&a, "-machine");
+		arg_add(&a, "memory-backend=ram");
+	} else if (cfg->memory_path) {
+		/*
+		 * A clone maps an existing template file. QEMU creates a missing
+		 * mem-path, so a template deleted in the meantime would give the
+		 * clone a new file of zeros. QEMU gets the file as an inherited
+		 * descriptor instead, named through /proc/self/fd.
+		 */
+		mem_fd = open(cfg->memory_path, O_RDONLY | O_CLOEXEC);
+		if (mem_fd < 0) {
+			arg_free(&a);
+			return rund_error_set(err, errno,
+					      "failed to open the template memory file %s (was the template deleted or made again? start the sandbox again)",
+					      cfg->memory_path);
+		}
+		arg_add(&a, "-object");
+		arg_add(&a, "memory-backend-file,id=ram,size=%uM,mem-path=/proc/self/fd/%d,share=off",
+			cfg->memory_mib, mem_fd);
 		arg_add(&a, "-machine");
 		arg_add(&a, "memory-backend=ram");
 	}
@@ -596,7 +616,8 @@ int rund_vm_start(const struct rund_vm_config *cfg, struct rund_vm *vm, struct r
 	keep[2] = cfg->agent_fd;
 	keep[3] = cfg->qmp_fd;
 	keep[4] = cfg->console_fd;
-	for (i = 1; i < 5; i++) {
+	keep[5] = mem_fd;
+	for (i = 1; i < 6; i++) {
 		int v = keep[i], j = i - 1;
 
 		while (j >= 0 && keep[j] > v) {
@@ -609,7 +630,7 @@ int rund_vm_start(const struct rund_vm_config *cfg, struct rund_vm *vm, struct r
 	so.path = vm->qemu;
 	so.argv = a.argv;
 	so.keep_fds = keep;
-	so.nkeep = 5;
+	so.nkeep = 6;
 	so.stdin_fd = -1;
 	so.stdout_fd = -1;
 	so.stderr_fd = cfg->stderr_fd;
