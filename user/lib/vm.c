@@ -33,7 +33,7 @@ const char *rund_accel_name(enum rund_accel accel)
 	return accel == RUND_ACCEL_KVM ? "kvm" : "tcg";
 }
 
-/* The host's boot id, 36 characters; false when it cannot be read. */
+/* Read the host's boot id (36 characters); false when it cannot be read. */
 static bool host_boot_id(char out[40])
 {
 	ssize_t n;
@@ -109,8 +109,8 @@ enum rund_accel rund_accel_detect(const char **why)
 	}
 
 	/*
-	 * Creating a VM and a vCPU costs milliseconds on every start, so a
-	 * passed probe is remembered for this host boot. /dev/kvm must still
+	 * Creating a VM and a vCPU would add work to every start, so a passed
+	 * probe is remembered for this host boot. /dev/kvm must still
 	 * open: the module may have been unloaded since.
 	 */
 	if (kvm_probed_this_boot()) {
