@@ -686,8 +686,11 @@ static void start_drain(struct server *s)
 	unsigned int i;
 
 	if (!s->draining) {
-		fprintf(stderr, "%s: stopping: ending the waiting VMMs, waiting for %u lent ones (signal again to end those)\n",
-			prog, count(s, M_LENT));
+		if (count(s, M_LENT))
+			fprintf(stderr, "%s: stopping: ending the waiting VMMs, waiting for the %u lent to sandboxes (signal again to end those)\n",
+				prog, count(s, M_LENT));
+		else
+			fprintf(stderr, "%s: stopping: ending the waiting VMMs\n", prog);
 		s->draining = true;
 		close_socket(s);
 	} else {
@@ -958,10 +961,10 @@ static int cmd_serve(int argc, char **argv)
 		goto out;
 	}
 	s.next_check = now_ms() + TEMPLATE_CHECK_MS;
-	fprintf(stderr, "%s: serving template '%s' on %s with %u VMMs\n", prog, name, s.socket_path,
+	fprintf(stderr, "%s: serving template '%s' on %s, pool size %u\n", prog, name, s.socket_path,
 		s.size);
 	ret = serve_loop(&s);
-	fprintf(stderr, "%s: stopped after %llu hand-overs, %llu misses, %llu replaced\n", prog,
+	fprintf(stderr, "%s: stopped; hand-overs %llu, misses %llu, replaced %llu\n", prog,
 		s.handoffs, s.misses, s.replaced);
 out:
 	close_socket(&s);
@@ -986,7 +989,7 @@ static void print_status(json_object *st)
 	json_object *members, *v;
 	size_t i;
 
-	printf("%s: template %s%s, %d of %d ready, %d starting, %d lent; %lld hand-overs, %lld misses, %lld replaced%s\n",
+	printf("%s: template %s%s, %d of %d ready, %d starting, %d lent; hand-overs %lld, misses %lld, replaced %lld%s\n",
 	       json_object_get_string(json_object_object_get(st, "socket")),
 	       json_object_get_string(json_object_object_get(st, "template")),
 	       json_object_get_boolean(json_object_object_get(st, "template_stale")) ?
@@ -1060,7 +1063,9 @@ static int cmd_status(int argc, char **argv)
 		json_object *st = NULL;
 
 		if (rund_vmm_pool_status(paths[i], 2000, &st, &err)) {
-			bad++;
+			/* A socket left by a killed pool is reported but fails only a --socket query. */
+			if (sock || err.code != ECONNREFUSED)
+				bad++;
 			if (json) {
 				json_object *o = json_object_new_object();
 
@@ -1070,7 +1075,10 @@ static int cmd_status(int argc, char **argv)
 				printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
 				json_object_put(o);
 			} else {
-				fprintf(stderr, "%s: %s: %s\n", prog, paths[i], err.msg);
+				if (strstr(err.msg, paths[i]))
+					fprintf(stderr, "%s: %s\n", prog, err.msg);
+				else
+					fprintf(stderr, "%s: %s: %s\n", prog, paths[i], err.msg);
 			}
 			continue;
 		}

@@ -163,7 +163,13 @@ else
 fi
 why="$(cat "$TMP/vpt.json" "$TMP/vpt.err" | head -3)"
 check "sandbox lent at SIGTERM runs to its end" eval '[ "$(cat "$TMP/vpt.rc")" = 0 ] && [ "$(tail -1 "$TMP/vpt")" = finished ] && vp_pooled "$TMP/vpt"'
-left=$(pgrep -c -f -- "mem-path=$MEM")
+# QEMU gets the memory file as a descriptor: look for it in maps and fds.
+left=0
+for p in $(pgrep -f -- "^qemu-system"); do
+	if grep -qF -- "$MEM" "/proc/$p/maps" 2>/dev/null || ls -l "/proc/$p/fd" 2>/dev/null | grep -qF -- "$MEM"; then
+		left=$((left + 1))
+	fi
+done
 why="$left QEMU processes of the template left"
 check "no pooled QEMU left after SIGTERM" test "$left" = 0
 why="$VP_SOCK still exists"

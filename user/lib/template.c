@@ -475,6 +475,10 @@ static int check_match(const struct rund_template *t, const struct rund_template
 	 * it must not get a template of the other file. A pre-boot template
 	 * also contains the file's bytes, so the file must not have changed.
 	 */
+	if (strcmp(now->kernel, m->kernel) && !access(m->kernel, R_OK))
+		return rund_error_setx(err, ESTALE,
+				       "template '%s' does not match this sandbox: guest kernel %s is not the file %s the template was made with; start with --kernel %s (or RUND_KERNEL) to use the template, or start with --no-template",
+				       t->name, now->kernel, m->kernel, m->kernel);
 	if (strcmp(now->kernel, m->kernel) ||
 	    (t->kind == RUND_TEMPLATE_PREBOOT && !file_id_equal(&now->kernel_id, &m->kernel_id)))
 		return MISMATCH("guest kernel", "%s is not the file %s the template was made with",

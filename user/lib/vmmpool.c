@@ -175,6 +175,10 @@ static int connect_pool(const char *socket_path, struct rund_error *err)
 		int e = errno;
 
 		close(fd);
+		if (e == ECONNREFUSED)
+			return rund_error_set(err, e,
+					      "no VMM pool answers at %s: the pool that made it has ended (the next 'vmm-pool serve' for this template replaces the socket)",
+					      socket_path);
 		return rund_error_set(err, e, "no VMM pool at %s", socket_path);
 	}
 	return fd;
