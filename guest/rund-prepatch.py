@@ -786,6 +786,9 @@ def main():
                 "or give another path")
     if not shutil.which("qemu-system-x86_64"):
         die("qemu-system-x86_64 not found; run scripts/install-deps.sh")
+    out_dir = os.path.dirname(os.path.abspath(a.out)) if getattr(a, "out", None) else None
+    if out_dir and not os.path.isdir(out_dir):
+        die(f"--out '{a.out}': directory {out_dir} does not exist; create it first")
     try:
         {"capture": verb_capture, "build": verb_build, "verify": verb_verify}[a.verb](a)
     except Failure as e:
