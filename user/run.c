@@ -118,6 +118,7 @@ struct run {
 	struct rund_vmm_lease *lease;	/* QEMU from a VMM pool, NULL: started on demand */
 	bool tmpl_picked;		/* pick_template() ran */
 	char vmm_note[RUND_ERROR_MSG_MAX];	/* why a pool's VMM was not used */
+	char template_note[RUND_ERROR_MSG_MAX];	/* why no template was restored */
 	struct tail console;
 	char qemu_err[QEMU_STDERR_MAX];
 	size_t qemu_err_len;
@@ -743,14 +744,19 @@ static void print_timings(const struct run *r)
 		prev = p;
 	}
 	fprintf(stderr, " total %.1f\n", ms_between(&r->t[PHASE_LAUNCH], &r->t[prev]));
-	fprintf(stderr, "rund-helper run: accelerator %s%s%s%s, %s%s, writable layer from %s\n",
-		rund_accel_name(r->vm.accel),
-		r->vm.accel_reason ? " (" : "", r->vm.accel_reason ? r->vm.accel_reason : "",
-		r->vm.accel_reason ? ")" : "",
-		!r->tmpl ? "cold boot" : r->tmpl->kind == RUND_TEMPLATE_PREBOOT ?
-		"booted from pre-boot template " : "restored from template ",
-		r->tmpl ? r->tmpl->name : "",
-		r->have_layer_source ? rund_layer_source_name(r->layer_source) : "nowhere");
+	if (r->qemu_pid <= 0)
+		fprintf(stderr, "rund-helper run: no guest was started\n");
+	else
+		fprintf(stderr, "rund-helper run: accelerator %s%s%s%s, %s%s, writable layer from %s\n",
+			rund_accel_name(r->vm.accel),
+			r->vm.accel_reason ? " (" : "", r->vm.accel_reason ? r->vm.accel_reason : "",
+			r->vm.accel_reason ? ")" : "",
+			!r->tmpl ? "cold boot" : r->tmpl->kind == RUND_TEMPLATE_PREBOOT ?
+			"booted from pre-boot template " : "restored from template ",
+			r->tmpl ? r->tmpl->name : "",
+			r->have_layer_source ? rund_layer_source_name(r->layer_source) : "nowhere");
+	if (r->qemu_pid > 0 && !r->tmpl && strstr(r->template_note, "the newest:"))
+		fprintf(stderr, "rund-helper run: cold boot because %s\n", r->template_note);
 	if (r->lease)
 		fprintf(stderr, "rund-helper run: QEMU pid %d from the VMM pool, ready for %.0f ms\n",
 			r->lease->pid, r->lease->waited_ms);
@@ -801,6 +807,8 @@ static void print_json(const struct run *r)
 	json_object_object_add(o, "qemu_pid", json_object_new_int(r->qemu_pid));
 	json_object_object_add(o, "template",
 			       r->tmpl ? json_object_new_string(r->tmpl->name) : NULL);
+	if (!r->tmpl && r->template_note[0])
+		json_object_object_add(o, "template_note", json_object_new_string(r->template_note));
 	json_object_object_add(o, "layer_source",
 			       r->have_layer_source ?
 			       json_object_new_string(rund_layer_source_name(r->layer_source)) : NULL);
@@ -925,7 +933,8 @@ static int pick_template(struct run *r, struct rund_error *err)
 	} else {
 		ret = rund_template_find(&want, r->tmpl, err);
 		if (ret == -ENOENT) {
-			/* No matching template: boot cold. */
+			/* No matching template: boot cold, and keep the reason for the report. */
+			snprintf(r->template_note, sizeof(r->template_note), "%s", err->msg);
 			free(r->tmpl);
 			r->tmpl = NULL;
 			return 0;

@@ -278,6 +278,11 @@ fi
 why="$(cat "$TMP/cold.json")"
 check "--no-template boots cold" grep -q '"template":null' "$TMP/cold.json"
 
+# A start that matches no template boots cold and says why.
+"$HELPER" run --memory 192 --json-fd 3 -- true 2>/dev/null 3>"$TMP/nomatch.json"
+why="$(cat "$TMP/nomatch.json")"
+check "no match: cold boot says why" eval 'grep -q "\"template\":null" "$TMP/nomatch.json" && grep -q "\"template_note\":\"no template matches this sandbox; the newest: template .* does not match this sandbox: " "$TMP/nomatch.json"'
+
 # The pool of pre-started VMMs; runs while the template ages for the clock test.
 . selftests/templates/vmmpool.sh
 

@@ -539,6 +539,9 @@ struct find_ctx {
 	unsigned int vcpus;
 	struct rund_template *best;
 	bool found;
+	/* Why the newest template that does not match was passed over. */
+	char skipped[RUND_ERROR_MSG_MAX];
+	int64_t skipped_ns;
 };
 
 /* Snapshot templates first, then the newest. */
@@ -555,11 +558,15 @@ static int find_one(const struct rund_template *t, void *arg)
 	const struct rund_template_match *now = c->now[t->kind];
 	struct rund_error e = { 0 };
 
-	if (check_match(t, now, &e))
+	if (check_match(t, now, &e) ||
+	    (t->kind == RUND_TEMPLATE_PREBOOT &&
+	     rund_prepatch_check(t->match.kernel, now->accel, "default", c->vcpus, now->cmdline, &e))) {
+		if (!c->skipped[0] || t->created_ns > c->skipped_ns) {
+			snprintf(c->skipped, sizeof(c->skipped), "%s", e.msg);
+			c->skipped_ns = t->created_ns;
+		}
 		return 0;
-	if (t->kind == RUND_TEMPLATE_PREBOOT &&
-	    rund_prepatch_check(t->match.kernel, now->accel, "default", c->vcpus, now->cmdline, &e))
-		return 0;
+	}
 	if (!c->found || find_better(t, c->best)) {
 		*c->best = *t;
 		c->found = true;
@@ -608,6 +615,9 @@ int rund_template_find(const struct rund_template_want *want, struct rund_templa
 	free(now);
 	if (ret)
 		return ret;
+	if (!c.found && c.skipped[0])
+		return rund_error_setx(err, ENOENT, "no template matches this sandbox; the newest: %s",
+				       c.skipped);
 	if (!c.found)
 		return rund_error_setx(err, ENOENT, "no template matches this sandbox");
 	return 0;
