@@ -1138,23 +1138,8 @@ static int vmm_pool_start(struct run *r)
 	return send_run(r) ? -1 : 1;
 }
 
-struct vm_start_call {
-	const struct rund_vm_config *cfg;
-	struct rund_vm *vm;
-	struct rund_error *err;
-};
-
-/* rund_vm_start() on the pool's launcher thread when the slot needs one. */
-static int vm_start_call(void *arg)
-{
-	struct vm_start_call *c = arg;
-
-	return rund_vm_start(c->cfg, c->vm, c->err);
-}
-
 static int start(struct run *r)
 {
-	struct vm_start_call call;
 	enum rund_pool_backend backend;
 	bool pool_disabled;
 	struct rund_vm_config cfg = { 0 };
@@ -1237,8 +1222,7 @@ static int start(struct run *r)
 		/* A pre-boot clone's firmware reads kernel, initramfs and command line from fw_cfg. */
 		cfg.boot_files = r->tmpl->kind == RUND_TEMPLATE_PREBOOT;
 	}
-	call = (struct vm_start_call){ .cfg = &cfg, .vm = &r->vm, .err = &err };
-	ret = rund_pool_launch_call(&r->pool, vm_start_call, &call, &err);
+	ret = rund_vm_start_in_slot(&r->pool, &cfg, &r->vm, &err);
 	if (ret) {
 		ret = fail_run(r, RUND_EXIT_FAILED, "rund", "%s", err.msg);
 		goto out_close;

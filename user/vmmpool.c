@@ -94,14 +94,6 @@ struct server {
 	unsigned long long started, handoffs, misses, replaced, bad_requests;
 };
 
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
-}
-
 static void close_fd(int *fd)
 {
 	if (*fd >= 0)
@@ -155,19 +147,6 @@ static void member_init(struct member *m)
 		m->fds[i] = -1;
 }
 
-struct vm_start_call {
-	const struct rund_vm_config *cfg;
-	struct rund_vm *vm;
-	struct rund_error *err;
-};
-
-static int vm_start_call(void *arg)
-{
-	struct vm_start_call *c = arg;
-
-	return rund_vm_start(c->cfg, c->vm, c->err);
-}
-
 static void member_close_fds(struct member *m)
 {
 	size_t i;
@@ -181,7 +160,7 @@ static void backoff(struct server *s)
 	long long delay = 1000LL << (s->fail_streak < 5 ? s->fail_streak : 5);
 
 	s->fail_streak++;
-	s->next_spawn = now_ms() + (delay < BACKOFF_MAX_MS ? delay : BACKOFF_MAX_MS);
+	s->next_spawn = rund_now_ms() + (delay < BACKOFF_MAX_MS ? delay : BACKOFF_MAX_MS);
 }
 
 /* Claim a slot and start one QEMU in it, exactly as run starts a clone's. */
@@ -191,7 +170,6 @@ static int member_spawn(struct server *s, struct member *m)
 	int agent[2] = { -1, -1 }, qmp[2] = { -1, -1 }, con[2] = { -1, -1 }, errp[2] = { -1, -1 };
 	struct rund_vm_config cfg = { 0 };
 	struct rund_error err = { 0 };
-	struct vm_start_call call;
 	int ret;
 
 	member_init(m);
@@ -225,8 +203,7 @@ static int member_spawn(struct server *s, struct member *m)
 	cfg.memory_share = false;
 	cfg.incoming = true;
 	cfg.cgroup_fd = rund_pool_launch_cgroup_fd(&m->launch);
-	call = (struct vm_start_call){ .cfg = &cfg, .vm = &m->vm, .err = &err };
-	ret = rund_pool_launch_call(&m->launch, vm_start_call, &call, &err);
+	ret = rund_vm_start_in_slot(&m->launch, &cfg, &m->vm, &err);
 	if (ret)
 		goto out;
 	ret = rund_pool_launch_spawned(&m->launch, m->vm.pid, &err);
@@ -240,7 +217,7 @@ static int member_spawn(struct server *s, struct member *m)
 	m->fds[RUND_VMM_FD_STDERR] = errp[0];
 	qmp[0] = agent[0] = con[0] = errp[0] = -1;
 	m->state = M_STARTING;
-	m->t_spawn = now_ms();
+	m->t_spawn = rund_now_ms();
 	s->started++;
 out:
 	close_fd(&agent[0]);
@@ -307,7 +284,7 @@ static void member_reaped(struct server *s, struct member *m)
 			why[0] ? ": " : "", why);
 		s->replaced++;
 		/* A QEMU that fails at once would fail again: do not spin. */
-		if (m->state == M_STARTING || now_ms() - m->t_spawn < 5000)
+		if (m->state == M_STARTING || rund_now_ms() - m->t_spawn < 5000)
 			backoff(s);
 	}
 	close_fd(&m->vm.pidfd);
@@ -352,7 +329,7 @@ static unsigned int count(const struct server *s, enum member_state st)
 static json_object *status_json(const struct server *s)
 {
 	json_object *o = json_object_new_object(), *arr = json_object_new_array();
-	long long now = now_ms();
+	long long now = rund_now_ms();
 	unsigned int i;
 
 	json_object_object_add(o, "ok", json_object_new_boolean(true));
@@ -404,7 +381,7 @@ static int hand_over(struct server *s, struct member *m, int fd)
 	if (m->vm.accel_reason)
 		json_object_object_add(msg, "accel_reason", json_object_new_string(m->vm.accel_reason));
 	json_object_object_add(msg, "in_cgroup", json_object_new_boolean(m->vm.in_cgroup));
-	json_object_object_add(msg, "waited_ms", json_object_new_int64(now_ms() - m->t_ready));
+	json_object_object_add(msg, "waited_ms", json_object_new_int64(rund_now_ms() - m->t_ready));
 	if (m->launch.claimed) {
 		json_object *slot = json_object_new_object();
 
@@ -433,8 +410,8 @@ static int hand_over(struct server *s, struct member *m, int fd)
 	m->state = M_LENT;
 	s->handoffs++;
 	/* Keep the refill's QEMU start-up off the CPUs while this clone starts. */
-	if (s->next_spawn < now_ms() + s->refill_delay_ms)
-		s->next_spawn = now_ms() + s->refill_delay_ms;
+	if (s->next_spawn < rund_now_ms() + s->refill_delay_ms)
+		s->next_spawn = rund_now_ms() + s->refill_delay_ms;
 	return 0;
 }
 
@@ -559,7 +536,7 @@ static void check_template(struct server *s)
 	struct rund_error err = { 0 };
 	struct rund_template t;
 
-	s->next_check = now_ms() + TEMPLATE_CHECK_MS;
+	s->next_check = rund_now_ms() + TEMPLATE_CHECK_MS;
 	if (rund_template_load(s->tmpl.name, &t, &err) || template_usable(&t, &err)) {
 		if (!s->stale) {
 			fprintf(stderr, "%s: cannot serve template '%s' now, ending the waiting VMMs: %s\n",
@@ -675,7 +652,7 @@ static void accept_clients(struct server *s)
 			continue;
 		}
 		s->c[i].fd = fd;
-		s->c[i].deadline = now_ms() + CLIENT_TIMEOUT_MS;
+		s->c[i].deadline = rund_now_ms() + CLIENT_TIMEOUT_MS;
 	}
 }
 
@@ -717,7 +694,7 @@ static int serve_loop(struct server *s)
 	}
 
 	for (;;) {
-		long long now = now_ms(), wake = now + 1000;
+		long long now = rund_now_ms(), wake = now + 1000;
 		unsigned int i, active = 0;
 		int n = 0, timeout, k;
 
@@ -782,7 +759,7 @@ static int serve_loop(struct server *s)
 			fprintf(stderr, "%s: poll failed: %s\n", prog, strerror(errno));
 			break;
 		}
-		now = now_ms();
+		now = rund_now_ms();
 		for (k = 0; k < n; k++) {
 			int w = fd_owner[k];
 
@@ -960,7 +937,7 @@ static int cmd_serve(int argc, char **argv)
 		fprintf(stderr, "%s serve: %s\n", prog, err.msg);
 		goto out;
 	}
-	s.next_check = now_ms() + TEMPLATE_CHECK_MS;
+	s.next_check = rund_now_ms() + TEMPLATE_CHECK_MS;
 	fprintf(stderr, "%s: serving template '%s' on %s, pool size %u\n", prog, name, s.socket_path,
 		s.size);
 	ret = serve_loop(&s);

@@ -10,21 +10,6 @@
 #include "qmp.h"
 #include "util.h"
 
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
-}
-
-static int remaining(long long deadline)
-{
-	long long left = deadline - now_ms();
-
-	return left > 0 ? (int)left : 0;
-}
-
 /* Parse one complete JSON object out of the buffer; NULL when more bytes are needed. */
 static json_object *take_object(struct rund_qmp *q, int *bad)
 {
@@ -88,7 +73,7 @@ static int read_reply(struct rund_qmp *q, long long deadline, json_object **out,
 				return rund_error_set(err, ENOMEM, "failed to grow the QMP buffer");
 		}
 
-		r = TEMP_FAILURE_RETRY(poll(&pfd, 1, remaining(deadline)));
+		r = TEMP_FAILURE_RETRY(poll(&pfd, 1, rund_ms_left(deadline)));
 		if (r == 0)
 			return rund_error_setx(err, ETIMEDOUT, "QMP reply timed out");
 		n = TEMP_FAILURE_RETRY(read(q->fd, q->buf + q->len, q->cap - q->len));
@@ -141,7 +126,7 @@ int rund_qmp_execute(struct rund_qmp *q, const char *command, json_object *args,
 		     const int *fds, int nfds, int timeout_ms, json_object **ret,
 		     struct rund_error *err)
 {
-	long long deadline = now_ms() + timeout_ms;
+	long long deadline = rund_now_ms() + timeout_ms;
 	json_object *req, *reply = NULL, *val;
 	const char *text;
 	int r;
@@ -187,7 +172,7 @@ int rund_qmp_execute(struct rund_qmp *q, const char *command, json_object *args,
 
 int rund_qmp_open(struct rund_qmp *q, int fd, int timeout_ms, struct rund_error *err)
 {
-	long long deadline = now_ms() + timeout_ms;
+	long long deadline = rund_now_ms() + timeout_ms;
 	json_object *greeting = NULL;
 	int r;
 
@@ -207,7 +192,7 @@ int rund_qmp_open(struct rund_qmp *q, int fd, int timeout_ms, struct rund_error 
 		return rund_error_setx(err, EPROTO, "QMP greeting has no QMP member");
 	}
 	json_object_put(greeting);
-	return rund_qmp_execute(q, "qmp_capabilities", NULL, NULL, 0, remaining(deadline),
+	return rund_qmp_execute(q, "qmp_capabilities", NULL, NULL, 0, rund_ms_left(deadline),
 				NULL, err);
 }
 

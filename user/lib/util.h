@@ -4,6 +4,7 @@
 #define RUND_UTIL_H
 
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef TEMP_FAILURE_RETRY
@@ -33,5 +34,22 @@ static inline void rund_closep(int *fd)
 #define _cleanup_close_ __attribute__((cleanup(rund_closep)))
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Return CLOCK_MONOTONIC in milliseconds, for deadlines. */
+static inline long long rund_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+}
+
+/* Return the milliseconds left until deadline (from rund_now_ms()), at least 0. */
+static inline int rund_ms_left(long long deadline)
+{
+	long long left = deadline - rund_now_ms();
+
+	return left > 0 ? (int)left : 0;
+}
 
 #endif /* RUND_UTIL_H */

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "agent_proto.h"
+#include "pool.h"
 #include "prepatch.h"
 #include "util.h"
 #include "vm.h"
@@ -645,6 +646,27 @@ int rund_vm_start(const struct rund_vm_config *cfg, struct rund_vm *vm, struct r
 	vm->pidfd = sr.pidfd;
 	vm->in_cgroup = sr.in_cgroup;
 	return 0;
+}
+
+struct vm_start_call {
+	const struct rund_vm_config *cfg;
+	struct rund_vm *vm;
+	struct rund_error *err;
+};
+
+static int vm_start_call(void *arg)
+{
+	struct vm_start_call *c = arg;
+
+	return rund_vm_start(c->cfg, c->vm, c->err);
+}
+
+int rund_vm_start_in_slot(struct rund_pool_launch *launch, const struct rund_vm_config *cfg,
+			  struct rund_vm *vm, struct rund_error *err)
+{
+	struct vm_start_call call = { .cfg = cfg, .vm = vm, .err = err };
+
+	return rund_pool_launch_call(launch, vm_start_call, &call, err);
 }
 
 int rund_vm_reap(struct rund_vm *vm, int timeout_ms)

@@ -123,6 +123,15 @@ struct rund_vm {
 /* Build the QEMU command line for cfg and start it. */
 int rund_vm_start(const struct rund_vm_config *cfg, struct rund_vm *vm, struct rund_error *err);
 
+struct rund_pool_launch;
+
+/*
+ * Start QEMU with rund_vm_start() in the cgroup slot of launch: on the
+ * launcher thread that a v1 slot needs, directly otherwise.
+ */
+int rund_vm_start_in_slot(struct rund_pool_launch *launch, const struct rund_vm_config *cfg,
+			  struct rund_vm *vm, struct rund_error *err);
+
 /*
  * Wait up to timeout_ms for QEMU to exit, then SIGKILL it and reap it.
  * Returns the wait status. Closes vm->pidfd.

@@ -21,21 +21,6 @@
 #include "util.h"
 #include "vmmpool.h"
 
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
-}
-
-static int left_ms(long long deadline)
-{
-	long long left = deadline - now_ms();
-
-	return left > 0 ? (int)left : 0;
-}
-
 int rund_vmm_pool_socket_path(const char *template_name, char *buf, size_t size)
 {
 	struct sockaddr_un sun;
@@ -343,7 +328,7 @@ int rund_vmm_pool_take(const char *socket_path, const char *template_name,
 		       const char *memory_path, const char *sandbox_id, int timeout_ms,
 		       struct rund_vmm_lease *l, struct rund_error *err)
 {
-	long long deadline = now_ms() + timeout_ms;
+	long long deadline = rund_now_ms() + timeout_ms;
 	json_object *req, *reply = NULL, *v;
 	struct ucred cred;
 	socklen_t clen = sizeof(cred);
@@ -370,7 +355,7 @@ int rund_vmm_pool_take(const char *socket_path, const char *template_name,
 	ret = rund_vmm_send(l->conn, req, NULL, 0, err);
 	json_object_put(req);
 	if (!ret)
-		ret = rund_vmm_recv(l->conn, left_ms(deadline), &reply, fds, RUND_VMM_NR_FDS,
+		ret = rund_vmm_recv(l->conn, rund_ms_left(deadline), &reply, fds, RUND_VMM_NR_FDS,
 				    &nfds, err);
 	if (ret) {
 		rund_error_prefix(err, "VMM pool %s: ", socket_path);
@@ -427,7 +412,7 @@ static int qmp_do(struct rund_qmp *q, const char *cmd, json_object *args, const 
 
 int rund_vmm_swap_layer(struct rund_qmp *q, int layer_fd, int timeout_ms, struct rund_error *err)
 {
-	long long deadline = now_ms() + timeout_ms;
+	long long deadline = rund_now_ms() + timeout_ms;
 	json_object *a, *opts, *raw;
 	int ret;
 
@@ -435,7 +420,7 @@ int rund_vmm_swap_layer(struct rund_qmp *q, int layer_fd, int timeout_ms, struct
 	a = json_object_new_object();
 	json_object_object_add(a, "fdset-id", json_object_new_int(2));
 	json_object_object_add(a, "opaque", json_object_new_string("rund-layer"));
-	ret = qmp_do(q, "add-fd", a, &layer_fd, 1, left_ms(deadline), err);
+	ret = qmp_do(q, "add-fd", a, &layer_fd, 1, rund_ms_left(deadline), err);
 	if (ret)
 		goto fail;
 
@@ -444,7 +429,7 @@ int rund_vmm_swap_layer(struct rund_qmp *q, int layer_fd, int timeout_ms, struct
 	json_object_object_add(a, "node-name", json_object_new_string("layer-own"));
 	json_object_object_add(a, "filename", json_object_new_string("/dev/fdset/2"));
 	json_object_object_add(a, "locking", json_object_new_string("off"));
-	ret = qmp_do(q, "blockdev-add", a, NULL, 0, left_ms(deadline), err);
+	ret = qmp_do(q, "blockdev-add", a, NULL, 0, rund_ms_left(deadline), err);
 	if (ret)
 		goto fail;
 
@@ -460,13 +445,13 @@ int rund_vmm_swap_layer(struct rund_qmp *q, int layer_fd, int timeout_ms, struct
 	json_object_array_add(opts, raw);
 	a = json_object_new_object();
 	json_object_object_add(a, "options", opts);
-	ret = qmp_do(q, "blockdev-reopen", a, NULL, 0, left_ms(deadline), err);
+	ret = qmp_do(q, "blockdev-reopen", a, NULL, 0, rund_ms_left(deadline), err);
 	if (ret)
 		goto fail;
 
 	a = json_object_new_object();
 	json_object_object_add(a, "node-name", json_object_new_string("layer-file"));
-	ret = qmp_do(q, "blockdev-del", a, NULL, 0, left_ms(deadline), err);
+	ret = qmp_do(q, "blockdev-del", a, NULL, 0, rund_ms_left(deadline), err);
 	if (ret)
 		goto fail;
 	return 0;
