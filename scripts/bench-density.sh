@@ -27,7 +27,7 @@
 # --budget MIB: after the counts, start template clones 10 at a time until
 # the node's MemAvailable has dropped by MIB, a sandbox stops echoing, or
 # --max sandboxes (default 1000) run; report the largest count that stayed
-# within the budget with every sandbox answering.
+# within the budget with every sandbox echoing its line.
 #
 # Under TCG an idle guest costs little CPU now that its tick stops when idle
 # (NO_HZ_IDLE, docs/guest.md), but starting clones does: choose --counts

@@ -14,9 +14,9 @@ IMAGE=${RUND_IMAGE:-/var/lib/rund/images/debian.erofs}
 LAYER=${RUND_LAYER_IMAGE:-/var/lib/rund/layers/debian.ext4}
 export RUND_KERNEL=${RUND_KERNEL:-/var/lib/rund/kernel/vmlinux}
 export RUND_INITRD=${RUND_INITRD:-/var/lib/rund/kernel/initramfs.cpio}
-# The signal and timeout tests look for QEMU among the helper's children; a
-# VMM pool that serves this node (rund-helper vmm-pool serve) would be its
-# parent instead, so this suite does not use one (selftests/templates does).
+# The signal and timeout tests look for QEMU among the helper's children.
+# A pooled QEMU is the child of `rund-helper vmm-pool serve` instead, so this
+# suite turns the VMM pool off. selftests/templates tests the pool.
 export RUND_VMM_POOL=off
 TMP=$(mktemp -d /tmp/rund-e2e.XXXXXX)
 trap 'rm -rf "$TMP"' EXIT

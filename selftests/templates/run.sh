@@ -258,9 +258,9 @@ else
 	not_ok "template create for the delete test" "$(cat "$TMP/c2.err")"
 fi
 
-# A delete that lands between a start's template check and QEMU's start
-# leaves the start without the memory file: it must fail, not restore a new
-# file of zeros. Removing only the memory file stands in for that race.
+# A delete between a start's template check and QEMU's start leaves the
+# start without the memory file. The start must fail, not restore onto a new
+# file of zeros. Removing only the memory file simulates that race.
 if "$HELPER" template create "$T2" --image "$IMAGE" --layer "$LAYER" --settle "$SETTLE" >/dev/null 2>"$TMP/c3.err"; then
 	mem2=$("$HELPER" template show "$T2" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["memory_path"])')
 	rm -f "$mem2"
@@ -278,7 +278,7 @@ fi
 why="$(cat "$TMP/cold.json")"
 check "--no-template boots cold" grep -q '"template":null' "$TMP/cold.json"
 
-# A start that matches no template boots cold and says why.
+# A start that matches no template boots cold and reports the reason.
 "$HELPER" run --memory 192 --json-fd 3 -- true 2>/dev/null 3>"$TMP/nomatch.json"
 why="$(cat "$TMP/nomatch.json")"
 check "no match: cold boot says why" eval 'grep -q "\"template\":null" "$TMP/nomatch.json" && grep -q "\"template_note\":\"no template matches this sandbox; the newest: template .* does not match this sandbox: " "$TMP/nomatch.json"'

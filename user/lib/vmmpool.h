@@ -80,7 +80,7 @@ int rund_vmm_pool_socket_path(const char *template_name, char *buf, size_t size)
  * -ENOENT or -ECONNREFUSED when no pool serves there, -EAGAIN when the pool
  * has no VMM ready, -ESTALE when it serves another version of the template,
  * -EPROTO when the reply or its descriptors break the protocol,
- * other -errno on socket errors. err says which.
+ * other -errno on socket errors. err contains the message.
  */
 int rund_vmm_pool_take(const char *socket, const char *template_name,
 		       const char *memory_path, const char *sandbox_id, int timeout_ms,
