@@ -113,6 +113,8 @@ enum rund_accel rund_accel_detect(const char **why)
 	 * Creating a VM and a vCPU would add work to every start, so a passed
 	 * probe is remembered for this host boot. /dev/kvm must still
 	 * open: the module may have been unloaded since.
+	 * NOTE: only the failing side of this cache has run; no test machine
+	 * had a working KVM.
 	 */
 	if (kvm_probed_this_boot()) {
 		kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
@@ -462,6 +464,7 @@ void rund_vm_cmdline(enum rund_accel accel, bool template_guest, char *buf, size
 		 * With tsc=reliable too, an idle guest of any vCPU count stops its tick.
 		 * no_timer_check skips the IO-APIC timer test, which TCG on a loaded
 		 * host fails now and then ("IO-APIC + timer doesn't work" panic).
+		 * NOTE: 4,000,000 assumes the guest kernel is built with HZ=250.
 		 */
 		if (n < size)
 			n += (size_t)snprintf(buf + n, size - n,
